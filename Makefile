@@ -1,0 +1,45 @@
+# Claire de Binare. `make demo` and `make test` work on a fresh clone (they install first).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEMO_OUT ?= runs/demo
+
+.PHONY: install demo test bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The main job on the embedded default: one month of real 1m bars of five symbols through the
+# whole core (momentum strategy, the seeds' risk limits, 100,000 USDT), with a progress bar, a
+# summary table and the run files in $(DEMO_OUT); every event also lands in an SQLite database.
+demo: $(STAMP)
+	rm -f $(DEMO_OUT)/claire.db
+	mkdir -p $(DEMO_OUT)
+	$(VENV)/bin/claire backtest \
+	  --data data/BTC_USDT-1m.feather --data data/ETH_USDT-1m.feather --data data/BNB_USDT-1m.feather \
+	  --data data/SOL_USDT-1m.feather --data data/XRP_USDT-1m.feather \
+	  --strategy momentum --out $(DEMO_OUT) --db sqlite:///$(DEMO_OUT)/claire.db
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -n 2 --dist loadgroup -q
+
+# Benchmarks print figures (JSON, with the command that gave them); see docs/benchmarks.md.
+bench: $(STAMP)
+	$(VENV)/bin/claire bench replay --json
+	$(VENV)/bin/claire bench bus --json
+	$(VENV)/bin/claire bench storage --json
+	$(VENV)/bin/claire bench pipeline --events 30000 --json
+	$(VENV)/bin/claire bench pipeline --events 20000 --rate 1000 --json
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis
