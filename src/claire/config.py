@@ -1,0 +1,104 @@
+"""Configuration from the environment (and a `.env` file), validated at start.
+
+Every bad value is reported with its variable name and what is wrong, all at once. Secrets
+(database and Redis passwords) come only from the environment and are never printed.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from claire.risk.config import ENV_VARS, RiskConfig
+
+
+class ConfigError(ValueError):
+    """One or more bad settings; the message lists each one."""
+
+
+def load_dotenv(path: str | Path = ".env") -> dict[str, str]:
+    """Read KEY=VALUE lines of a .env file (no interpolation); the environment wins."""
+    p = Path(path)
+    values: dict[str, str] = {}
+    if not p.is_file():
+        return values
+    for raw in p.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, val = line.partition("=")
+        key = key.strip().removeprefix("export ").strip()
+        val = val.strip()
+        if len(val) >= 2 and val[0] == val[-1] and val[0] in "'\"":
+            val = val[1:-1]
+        values[key] = val
+    return values
+
+
+def environment(dotenv: str | Path | None = ".env") -> dict[str, str]:
+    env = load_dotenv(dotenv) if dotenv else {}
+    env.update(os.environ)
+    return env
+
+
+def _parse(name: str, var: str, text: str, kind: type) -> Any:
+    if kind is bool:
+        low = text.strip().lower()
+        if low in {"1", "true", "yes", "on"}:
+            return True
+        if low in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError(f"{var}={text!r}: expected true or false")
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        raise ValueError(f"{var}={text!r}: not a number") from None
+    if not value.is_finite():
+        raise ValueError(f"{var}={text!r}: not a finite number")
+    return value
+
+
+def risk_config_from_env(env: dict[str, str] | None = None, **overrides: Any) -> RiskConfig:
+    """RiskConfig from the seeds' environment variables; ``overrides`` (CLI flags) win."""
+    env = environment() if env is None else env
+    values: dict[str, Any] = {}
+    errors: list[str] = []
+    defaults = RiskConfig()
+    for field, var in ENV_VARS.items():
+        if var in env and env[var].strip() != "":
+            kind = bool if isinstance(getattr(defaults, field), bool) else Decimal
+            try:
+                values[field] = _parse(field, var, env[var], kind)
+            except ValueError as exc:
+                errors.append(str(exc))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if not errors:
+        try:
+            return RiskConfig(**values)
+        except (ValueError, TypeError) as exc:
+            errors.append(str(exc))
+    raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
+
+
+def database_url(env: dict[str, str] | None = None) -> str:
+    env = environment() if env is None else env
+    return env.get("CLAIRE_DATABASE_URL") or "sqlite:///claire.db"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ***, for messages and logs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
