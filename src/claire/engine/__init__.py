@@ -1,0 +1,1 @@
+"""Runtimes that wire the deterministic core: replay/backtest, paper (one process)."""

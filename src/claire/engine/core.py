@@ -1,0 +1,134 @@
+"""The trading core for one process: the four state machines wired in a fixed order.
+
+For every market event, in this order (the same in every runtime):
+
+1. paper execution matches working orders against it (e.g. fills at a bar's open); each fill
+   goes to the portfolio, each snapshot to the risk manager (trading-state changes);
+2. the portfolio marks the position to the event (and takes the periodic snapshot that is due);
+3. the risk manager sees the event (signals waiting for a narrower spread are decided);
+4. the strategy sees the event; each signal goes through the risk manager; each approved order
+   goes to paper execution (which may fill it at once, e.g. at the bar's close).
+
+Everything produced is handed to ``emit`` in causal order. The core does no I/O and reads no
+wall clock: ``clock.now`` is the event time of the event being processed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from claire.events import Bar, Event, Order, OrderResult, PortfolioSnapshot, QuoteTick, Signal, TradeTick
+from claire.execution import PaperExecution
+from claire.portfolio import Portfolio
+from claire.risk import RiskManager
+from claire.strategy.engine import SignalEngine
+
+
+class EventClock:
+    """Event-time clock: the engine sets ``now`` to each event's time before handling it."""
+
+    __slots__ = ("now",)
+
+    def __init__(self, now: int = 0) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+class TradingCore:
+    def __init__(self, signals: SignalEngine, risk: RiskManager, execution: PaperExecution,
+                 portfolio: Portfolio, clock: EventClock, emit: Callable[[Event], Any]) -> None:
+        self.signals = signals
+        self.risk = risk
+        self.execution = execution
+        self.portfolio = portfolio
+        self.clock = clock
+        self.emit = emit
+        self.processed = 0  # market events handled (the replay position for restarts)
+        # bound methods of the bar path, looked up once (this path runs for every bar)
+        self._ex_bar = execution.on_bar
+        self._pf_bar = portfolio.on_bar
+        self._risk_bar = risk.on_bar
+        self._sig_bar = signals.on_bar
+        self._risk_snap = risk.on_snapshot
+
+    def on_bar(self, bar: Bar) -> None:
+        self.clock.now = bar.ts_event
+        fills = self._ex_bar(bar)
+        if fills:
+            self.route(fills)
+        snap = self._pf_bar(bar)
+        if snap is not None:  # the periodic snapshot: to emit and to the risk manager
+            self.emit(snap)
+            out = self._risk_snap(snap)
+            if out:
+                self.route(out)
+        self._risk_bar(bar)
+        sigs = self._sig_bar(bar)
+        if sigs:
+            self.route(sigs)
+        self.processed += 1
+
+    def on_market(self, ev: Bar | TradeTick | QuoteTick) -> None:
+        if type(ev) is Bar:
+            self.on_bar(ev)
+            return
+        self.clock.now = ev.ts_event
+        fills = self.execution.on_market(ev)
+        if fills:
+            self.route(fills)
+        snap = self.portfolio.on_market(ev)
+        if snap is not None:
+            self.route((snap,))
+        out = self.risk.on_market(ev)
+        if out:
+            self.route(out)
+        sigs = self.signals.on_market(ev)
+        if sigs:
+            self.route(sigs)
+        self.processed += 1
+
+    def route(self, events: Iterable[Event]) -> None:
+        """Emit events and feed each to the component that consumes it (depth first)."""
+        emit = self.emit
+        for ev in events:
+            emit(ev)
+            t = type(ev)
+            if t is OrderResult:
+                if ev.is_fill:
+                    snaps = self.portfolio.on_fill(ev)
+                    if snaps:
+                        self.route(snaps)
+            elif t is PortfolioSnapshot:
+                out = self.risk.on_snapshot(ev)
+                if out:
+                    self.route(out)
+            elif t is Order:
+                self.route(self.execution.on_order(ev))
+            elif t is Signal:
+                self.route(self.risk.on_signal(ev))
+
+    def finish(self, reason: str = "end of data") -> None:
+        """End of a replay: cancel working orders and take a final snapshot."""
+        ts = max(self.clock.now, self.portfolio.last_ts)
+        self.route(self.risk.flush_delayed(ts, reason))
+        self.route(self.execution.cancel_all(ts, reason))
+        self.route((self.portfolio.snapshot(ts, "final"),))
+
+    # --- restart --------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "processed": self.processed, "now": self.clock.now,
+            "portfolio": self.portfolio.get_state(), "risk": self.risk.get_state(),
+            "execution": self.execution.get_state(), "signals": self.signals.get_state(),
+        }
+
+    def set_state(self, st: dict[str, Any]) -> None:
+        self.processed = st["processed"]
+        self.clock.now = st["now"]
+        self.portfolio.set_state(st["portfolio"])
+        self.risk.set_state(st["risk"])
+        self.execution.set_state(st["execution"])
+        self.signals.set_state(st["signals"])

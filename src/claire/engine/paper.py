@@ -1,0 +1,188 @@
+"""Paper runtime in one process: the core paced by event time, outputs on the in-memory bus,
+persisted by the writer into SQLite (default) or PostgreSQL, health/metrics on one port."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from claire.bus import InMemoryBus
+from claire.engine.backtest import BacktestConfig, build_core
+from claire.events import Event, encode
+from claire.events.time import NS_PER_SEC
+from claire.reporting import Recorder, summarize
+from claire.reporting.runfiles import write_run_files
+from claire.services.http import HealthServer
+from claire.services.metrics import ServiceMetrics
+from claire.services.runner import WriterService
+from claire.services.stages import _topic_out
+
+log = logging.getLogger("claire.paper")
+
+
+def pace(events: Iterable[Any], speed: float | None, stop: threading.Event) -> Iterable[Any]:
+    """Yield events at ``speed`` times event-time pace (None: as fast as possible)."""
+    if not speed:
+        for ev in events:
+            if stop.is_set():
+                return
+            yield ev
+        return
+    t_wall0 = time.monotonic()
+    t_ev0 = None
+    for ev in events:
+        if t_ev0 is None:
+            t_ev0 = ev.ts_event
+        delay = t_wall0 + (ev.ts_event - t_ev0) / NS_PER_SEC / speed - time.monotonic()
+        if delay > 0 and stop.wait(delay):
+            return
+        if stop.is_set():
+            return
+        yield ev
+
+
+def run_paper(cfg: BacktestConfig, events: Iterable[Any], *, db_url: str, speed: float | None = None,
+              port: int | None = 8000, stop: threading.Event | None = None,
+              progress: Callable[[int], Any] | None = None, checkpoint_every_s: float = 2.0,
+              resume: bool = True) -> dict[str, Any]:
+    """Run the core over ``events``; every ``checkpoint_every_s`` the writer is drained and the
+    core's state is stored with the events (same transaction). Started again on the same run
+    (same config, same database) it resumes from the last checkpoint: cash, positions, open
+    orders, high-water mark, daily PnL and risk state come back exactly, and the events after the
+    checkpoint are replayed (their deterministic ids make the repeats no-ops in the database)."""
+    import base64
+    import json
+    import pickle
+
+    from claire.storage import Database, EventWriter
+
+    stop = stop or threading.Event()
+    bus = InMemoryBus("paper:")
+    metrics = ServiceMetrics("paper")
+    recorder = Recorder()
+    pending: list[tuple[str, bytes]] = []
+
+    def emit(ev: Event) -> None:  # reads `recorder` at call time: a resume replaces it
+        recorder(ev)
+        stream, _ = _topic_out(ev)
+        pending.append((stream, encode(ev)))
+
+    core = build_core(cfg, emit)
+    db = Database(db_url)
+    db.upgrade()
+    writer = EventWriter(db, cfg.run_key(), mode="paper")
+    skip = 0
+    cp = writer.load_checkpoint() if resume else None
+    st = json.loads(cp[1]) if cp is not None else None
+    if st is not None and st.get("completed"):
+        st = None  # a finished run is replayed from the start (its rows are already there: no-ops)
+    if st is not None:
+        core.set_state(st["core"])
+        recorder = pickle.loads(base64.b64decode(st["recorder"]))
+        skip = core.processed
+        log.info("resuming run %s from its checkpoint after %d market events", cfg.run_key(), skip)
+
+    wsvc = WriterService(bus, writer, metrics=metrics, block_ms=50)
+    wsvc.start()
+    wstop = threading.Event()
+    wthread = threading.Thread(target=wsvc.run, args=(wstop,), name="writer", daemon=True)
+    wthread.start()
+    state = {"last_ts": 0, "processed": 0}
+
+    def health() -> dict[str, Any]:
+        return {"processed": core.processed, "persisted": wsvc.written}
+
+    def ready() -> tuple[bool, dict[str, Any]]:
+        try:
+            db.check()
+            ok_db: Any = True
+        except Exception as exc:
+            ok_db = f"unreachable: {type(exc).__name__}"
+        return ok_db is True, {"checks": {"database": ok_db, "bus": True}}
+
+    server = HealthServer(port, "paper", metrics.registry, health, ready).start() if port is not None else None
+    published = [0]
+
+    def flush_pending() -> None:
+        if pending:
+            by_stream: dict[str, list[bytes]] = {}
+            for s, raw in pending:
+                by_stream.setdefault(s, []).append(raw)
+            pending.clear()
+            for s, raws in by_stream.items():
+                bus.publish_many(s, raws)
+                published[0] += len(raws)
+
+    def checkpoint() -> None:
+        flush_pending()
+        deadline = time.monotonic() + 60
+        while wsvc.consumed < published[0] and time.monotonic() < deadline:
+            time.sleep(0.002)
+        state_json = json.dumps({"core": core.get_state(),
+                                 "recorder": base64.b64encode(pickle.dumps(recorder)).decode()})
+        writer.save_checkpoint(core.processed, state_json.encode())
+
+    def skipped(it: Iterable[Any]) -> Iterable[Any]:
+        it = iter(it)
+        for _ in range(skip):
+            if next(it, None) is None:
+                break
+        yield from it
+
+    t0 = time.perf_counter()
+    n = skip
+    next_cp = time.monotonic() + checkpoint_every_s
+    try:
+        for ev in pace(skipped(events), speed, stop):
+            core.on_market(ev)
+            n += 1
+            if pending:
+                flush_pending()
+            if time.monotonic() >= next_cp:
+                checkpoint()
+                next_cp = time.monotonic() + checkpoint_every_s
+            state["last_ts"] = ev.ts_event
+            if progress is not None and n % 10_000 == 0:
+                progress(10_000)
+        if stop.is_set():  # stopped (SIGTERM/SIGINT): keep the state for a resume, do not finish
+            checkpoint()
+        else:
+            core.finish("end of data")
+            flush_pending()
+            deadline = time.monotonic() + 120
+            while not wsvc.final_persisted and time.monotonic() < deadline:
+                time.sleep(0.02)
+            writer.save_checkpoint(core.processed, b'{"completed": true}')
+        if progress is not None:
+            progress(n % 10_000)
+        deadline = time.monotonic() + 120
+        while not stop.is_set() and not wsvc.final_persisted and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        wstop.set()
+        wthread.join(timeout=30)
+        writer.close(end_run=True)
+        if server is not None:
+            server.stop()
+        bus.close()
+    seconds = time.perf_counter() - t0
+    summary = summarize(recorder, core.portfolio, {
+        "runtime": "paper", "strategy": cfg.strategy, "params": {k: str(v) for k, v in cfg.params.items()},
+        "risk": cfg.risk, "fill": cfg.fill, "fee_bps": str(cfg.fee_bps), "events": n,
+        "symbols": sorted(core.signals.strategies), "persisted_events": wsvc.written, "seconds": round(seconds, 3),
+        "resumed_at": skip or None, "completed": not stop.is_set(),
+        "database": db.safe_url,
+    })
+    if not stop.is_set():
+        from claire.reporting.performance import performance_rows
+        from claire.storage.performance import write_performance
+
+        write_performance(db, cfg.run_key(), performance_rows(recorder, core.portfolio, summary))
+    db.dispose()
+    if cfg.out:
+        write_run_files(Path(cfg.out), recorder, summary)
+    return summary

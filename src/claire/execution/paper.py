@@ -1,0 +1,382 @@
+"""The paper exchange: a deterministic state machine.
+
+Input: orders and market data. Output: ``OrderResult`` events (fills, partial fills,
+rejections, cancellations). No I/O; time comes from the events.
+
+Fill conventions
+- Bars, ``next_open`` (default): an order is filled at the open of the symbol's next bar
+  (stamped at that bar's open time). ``close``: filled at the close of the bar the signal was
+  computed on (the symbol's latest bar), at once.
+- Ticks: a market order takes the opposite side of the current quote (buy at the ask, sell at
+  the bid); with no quote yet, the last trade price.
+- Limit orders fill when the market reaches the limit: on bars at the open if it is already
+  through the limit, else at the limit if the bar's range touches it; on ticks when the quote
+  crosses it. A limit order that rests before it fills pays the maker fee.
+- Fixed slippage ``slippage_bps`` against the taker (buy higher, sell lower).
+- Partial fills: at most ``max_volume_share`` of a bar's volume, or ``max_quote_share`` of the
+  quoted size, per market event. The rest waits for later events (GTC), is cancelled at once
+  (IOC), at the end of the UTC day (DAY), or the whole order is cancelled when it cannot be
+  filled at once in full (FOK).
+Every fill records its slippage in bps against the order's reference (decision) price and its
+latency (fill time minus order time, event time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+
+from claire.events import (
+    Bar,
+    IdFactory,
+    Liquidity,
+    Order,
+    OrderResult,
+    OrderStatus,
+    OrderType,
+    QuoteTick,
+    Side,
+    TimeInForce,
+    TradeTick,
+)
+from claire.events.ids import BoundedSet
+from claire.events.time import NS_PER_DAY
+
+ZERO = Decimal(0)
+BPS = Decimal(10_000)
+_EMPTY: tuple[OrderResult, ...] = ()
+
+
+class FillMode(StrEnum):
+    NEXT_OPEN = "next_open"
+    CLOSE = "close"
+
+
+class ExecutionConfig(msgspec.Struct, frozen=True, kw_only=True):
+    fill: FillMode = FillMode.NEXT_OPEN
+    slippage_bps: Decimal = ZERO
+    taker_fee_bps: Decimal = Decimal(10)
+    maker_fee_bps: Decimal = Decimal(10)
+    max_volume_share: Decimal | None = Decimal("0.25")  # None: no volume limit on bars
+    max_quote_share: Decimal | None = Decimal(1)  # None: no size limit on quotes
+
+    def __post_init__(self) -> None:
+        for name in ("slippage_bps", "taker_fee_bps", "maker_fee_bps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"`{name}` must be >= 0")
+        for name in ("max_volume_share", "max_quote_share"):
+            v = getattr(self, name)
+            if v is not None and not (0 < v <= 1):
+                raise ValueError(f"`{name}` must be within (0, 1], got {v}")
+
+
+class _Working:
+    """An order the exchange holds, with what is done of it."""
+
+    __slots__ = ("cum", "leaves", "n", "notional", "order", "rested")
+
+    def __init__(self, order: Order) -> None:
+        self.order = order
+        self.cum = ZERO
+        self.leaves = order.quantity
+        self.notional = ZERO
+        self.n = 0
+        self.rested = False
+
+
+class PaperExecution:
+    def __init__(self, config: ExecutionConfig | None = None, ids: IdFactory | None = None,
+                 clock: Callable[[], int] | None = None) -> None:
+        self.config = config or ExecutionConfig()
+        self.ids = ids or IdFactory()
+        self.clock = clock
+        self.working: dict[str, list[_Working]] = {}  # symbol -> orders waiting, in arrival order
+        self.seen = BoundedSet()  # order ids already taken (idempotency)
+        self.last_bar: dict[str, Bar] = {}
+        self.last_quote: dict[str, QuoteTick] = {}
+        self.last_trade: dict[str, Decimal] = {}
+        c = self.config
+        self._slip = c.slippage_bps / BPS
+        self._taker = c.taker_fee_bps / BPS
+        self._maker = c.maker_fee_bps / BPS
+        self._vol_share = c.max_volume_share
+        self._quote_share = c.max_quote_share
+        self._next_open = c.fill is FillMode.NEXT_OPEN
+
+    # --- market data ----------------------------------------------------------------------
+    def on_bar(self, bar: Bar) -> tuple[OrderResult, ...] | list[OrderResult]:
+        sym = bar.symbol
+        self.last_bar[sym] = bar
+        if sym not in self.working:
+            return _EMPTY
+        return self._match_bar(sym, bar, at_open=True)
+
+    def on_quote(self, quote: QuoteTick) -> tuple[OrderResult, ...] | list[OrderResult]:
+        sym = quote.symbol
+        self.last_quote[sym] = quote
+        if sym not in self.working:
+            return _EMPTY
+        return self._match_quote(sym, quote)
+
+    def on_trade(self, tick: TradeTick) -> tuple[OrderResult, ...] | list[OrderResult]:
+        sym = tick.symbol
+        self.last_trade[sym] = tick.price
+        if sym not in self.working or sym in self.last_quote:
+            return _EMPTY
+        return self._match_price(sym, tick.price, tick.price, None, tick.ts_event)
+
+    def on_market(self, ev: Bar | TradeTick | QuoteTick) -> tuple[OrderResult, ...] | list[OrderResult]:
+        if type(ev) is Bar:
+            return self.on_bar(ev)
+        if type(ev) is QuoteTick:
+            return self.on_quote(ev)
+        return self.on_trade(ev)
+
+    # --- orders ---------------------------------------------------------------------------
+    def on_order(self, order: Order) -> list[OrderResult]:
+        if order.id in self.seen:
+            return []  # a redelivered order: already taken
+        self.seen.add(order.id)
+        sym = order.symbol
+        w = _Working(order)
+        bar = self.last_bar.get(sym)
+        quote = self.last_quote.get(sym)
+        if bar is None and quote is None and sym not in self.last_trade:
+            return [self._final(w, OrderStatus.REJECTED, order.ts_event, f"no market data for {sym}")]
+        self.working.setdefault(sym, []).append(w)
+        if quote is not None:
+            out = self._match_quote(sym, quote, only=w)
+        elif bar is not None:
+            if self._next_open:
+                out = []  # waits for the next bar's open
+            else:
+                out = self._match_bar(sym, bar, at_open=False, only=w)
+        else:
+            p = self.last_trade[sym]
+            out = self._match_price(sym, p, p, None, order.ts_event, only=w)
+        if w.leaves and w in self.working.get(sym, ()):
+            w.rested = True
+        return out
+
+    def cancel_all(self, ts: int, reason: str) -> list[OrderResult]:
+        """Cancel every working order (e.g. at the end of a replay)."""
+        out = []
+        for sym in list(self.working):
+            for w in self.working.pop(sym):
+                out.append(self._final(w, OrderStatus.CANCELLED, ts, reason))
+        return out
+
+    # --- matching -------------------------------------------------------------------------
+    def _match_bar(self, sym: str, bar: Bar, at_open: bool, only: _Working | None = None) -> list[OrderResult]:
+        share = self._vol_share
+        avail = bar.volume * share if share is not None else None
+        out: list[OrderResult] = []
+        ts = bar.ts_open if at_open else bar.ts_event
+        for w in list(self.working[sym]) if only is None else [only]:
+            o = w.order
+            if self._day_expired(w, sym, ts, out):
+                continue
+            if o.order_type is OrderType.MARKET:
+                base = bar.open if at_open else bar.close
+                price = base * (1 + self._slip) if o.side is Side.BUY else base * (1 - self._slip)
+                liq = Liquidity.TAKER
+            else:
+                limit = o.price
+                ref = bar.open if at_open else bar.close
+                if o.side is Side.BUY:
+                    if ref <= limit:
+                        price, liq = ref, (Liquidity.MAKER if w.rested else Liquidity.TAKER)
+                    elif at_open and bar.low <= limit:
+                        price, liq = limit, Liquidity.MAKER
+                    else:
+                        self._expire(w, sym, bar.ts_event, out)
+                        continue
+                else:
+                    if ref >= limit:
+                        price, liq = ref, (Liquidity.MAKER if w.rested else Liquidity.TAKER)
+                    elif at_open and bar.high >= limit:
+                        price, liq = limit, Liquidity.MAKER
+                    else:
+                        self._expire(w, sym, bar.ts_event, out)
+                        continue
+            qty = self._take(w, sym, avail, price, liq, ts, bar.ts_event, out, "volume")
+            if qty is not None and avail is not None:
+                avail -= qty
+        return out
+
+    def _match_quote(self, sym: str, q: QuoteTick, only: _Working | None = None) -> list[OrderResult]:
+        return self._match_price(sym, q.ask, q.bid, q, q.ts_event, only)
+
+    def _match_price(self, sym: str, ask: Decimal, bid: Decimal, q: QuoteTick | None, ts: int,
+                     only: _Working | None = None) -> list[OrderResult]:
+        share = self._quote_share
+        avail_ask = q.ask_size * share if (q is not None and share is not None) else None
+        avail_bid = q.bid_size * share if (q is not None and share is not None) else None
+        out: list[OrderResult] = []
+        for w in list(self.working[sym]) if only is None else [only]:
+            o = w.order
+            if self._day_expired(w, sym, ts, out):
+                continue
+            buy = o.side is Side.BUY
+            touch = ask if buy else bid
+            if o.order_type is OrderType.LIMIT:
+                if (buy and touch > o.price) or (not buy and touch < o.price):
+                    self._expire(w, sym, ts, out)
+                    continue
+                price = touch
+                liq = Liquidity.MAKER if w.rested else Liquidity.TAKER
+            else:
+                price = touch * (1 + self._slip) if buy else touch * (1 - self._slip)
+                liq = Liquidity.TAKER
+            avail = avail_ask if buy else avail_bid
+            qty = self._take(w, sym, avail, price, liq, ts, ts, out, "size at the touch")
+            if qty is not None and avail is not None:
+                if buy:
+                    avail_ask = avail - qty
+                else:
+                    avail_bid = avail - qty
+        return out
+
+    def _take(self, w: _Working, sym: str, avail: Decimal | None, price: Decimal, liq: Liquidity, ts: int,
+              now: int, out: list[OrderResult], what: str) -> Decimal | None:
+        """Fill what ``avail`` allows (all of it without a limit); returns the quantity taken, or
+        None when a fill-or-kill order was cancelled instead."""
+        qty = w.leaves if avail is None else min(w.leaves, avail)
+        if w.order.time_in_force is TimeInForce.FOK and qty < w.leaves:
+            self._remove(sym, w)
+            out.append(self._final(w, OrderStatus.CANCELLED, ts, f"fill or kill: not enough {what} to fill at once"))
+            return None
+        if qty > 0:
+            out.append(self._fill(w, qty, price, liq, ts))
+        self._after_match(w, sym, ts, now, out, qty)
+        return qty
+
+    def _after_match(self, w: _Working, sym: str, ts: int, now: int, out: list[OrderResult], qty: Decimal) -> None:
+        if not w.leaves:
+            self._remove(sym, w)
+            return
+        tif = w.order.time_in_force
+        if tif is TimeInForce.IOC:
+            self._remove(sym, w)
+            reason = "immediate or cancel: rest cancelled" if qty > 0 else "immediate or cancel: no volume"
+            out.append(self._final(w, OrderStatus.CANCELLED, ts, reason))
+        else:
+            self._expire(w, sym, now, out)
+
+    def _day_expired(self, w: _Working, sym: str, ts: int, out: list[OrderResult]) -> bool:
+        o = w.order
+        if o.time_in_force is TimeInForce.DAY and ts // NS_PER_DAY > o.ts_event // NS_PER_DAY:
+            self._remove(sym, w)
+            out.append(self._final(w, OrderStatus.CANCELLED, ts, "day order expired at the end of the UTC day"))
+            return True
+        return False
+
+    def _expire(self, w: _Working, sym: str, now: int, out: list[OrderResult]) -> None:
+        o = w.order
+        if o.time_in_force is TimeInForce.DAY and now // NS_PER_DAY > o.ts_event // NS_PER_DAY:
+            self._remove(sym, w)
+            out.append(self._final(w, OrderStatus.CANCELLED, now, "day order expired at the end of the UTC day"))
+        elif o.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
+            self._remove(sym, w)
+            out.append(self._final(w, OrderStatus.CANCELLED, now, f"{o.time_in_force.value}: limit not reached"))
+
+    def _remove(self, sym: str, w: _Working) -> None:
+        lst = self.working.get(sym)
+        if lst is not None:
+            try:
+                lst.remove(w)
+            except ValueError:
+                return
+            if not lst:
+                del self.working[sym]
+
+    def _fill(self, w: _Working, qty: Decimal, price: Decimal, liq: Liquidity, ts: int) -> OrderResult:
+        o = w.order
+        w.n += 1
+        w.cum += qty
+        w.leaves -= qty
+        notional = qty * price
+        w.notional += notional
+        fee = notional * (self._maker if liq is Liquidity.MAKER else self._taker)
+        ref = o.reference_price
+        slip = (price - ref) / ref * BPS if o.side is Side.BUY else (ref - price) / ref * BPS
+        rid = self.ids("fill", o.id, w.n)
+        return OrderResult(
+            id=rid,
+            ts_event=ts,
+            ts_recv=ts,
+            correlation_id=o.correlation_id,
+            causation_id=o.id,
+            order_id=o.id,
+            signal_id=o.signal_id,
+            symbol=o.symbol,
+            side=o.side,
+            status=OrderStatus.FILLED if not w.leaves else OrderStatus.PARTIALLY_FILLED,
+            order_type=o.order_type,
+            quantity=qty,
+            price=price,
+            order_quantity=o.quantity,
+            cum_quantity=w.cum,
+            leaves_quantity=w.leaves,
+            fee=fee,
+            liquidity=liq,
+            reference_price=ref,
+            slippage_bps=slip.quantize(Decimal("0.0001")),
+            latency_ns=ts - o.ts_event,
+        )
+
+    def _final(self, w: _Working, status: OrderStatus, ts: int, reason: str) -> OrderResult:
+        o = w.order
+        w.n += 1
+        return OrderResult(
+            id=self.ids("result", o.id, w.n),
+            ts_event=ts,
+            ts_recv=ts,
+            correlation_id=o.correlation_id,
+            causation_id=o.id,
+            order_id=o.id,
+            signal_id=o.signal_id,
+            symbol=o.symbol,
+            side=o.side,
+            status=status,
+            order_type=o.order_type,
+            order_quantity=o.quantity,
+            cum_quantity=w.cum,
+            leaves_quantity=w.leaves,
+            reference_price=o.reference_price,
+            latency_ns=ts - o.ts_event,
+            reason=reason,
+        )
+
+    # --- state for restart ----------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        from claire.events import encode
+
+        return {
+            "working": [
+                [encode(w.order).decode(), str(w.cum), str(w.leaves), str(w.notional), w.n, w.rested]
+                for lst in self.working.values() for w in lst
+            ],
+            "seen": self.seen.to_list(),
+            "last_bar": [encode(b).decode() for b in self.last_bar.values()],
+            "last_quote": [encode(q).decode() for q in self.last_quote.values()],
+            "last_trade": {s: str(p) for s, p in self.last_trade.items()},
+        }
+
+    def set_state(self, st: dict[str, Any]) -> None:
+        from claire.events import decode_as
+
+        self.working = {}
+        for enc, cum, leaves, notional, n, rested in st["working"]:
+            o = decode_as(enc, Order)
+            w = _Working(o)
+            w.cum, w.leaves, w.notional, w.n, w.rested = Decimal(cum), Decimal(leaves), Decimal(notional), n, rested
+            self.working.setdefault(o.symbol, []).append(w)
+        self.seen = BoundedSet(st["seen"])
+        self.last_bar = {b.symbol: b for b in (decode_as(x, Bar) for x in st["last_bar"])}
+        self.last_quote = {q.symbol: q for q in (decode_as(x, QuoteTick) for x in st["last_quote"])}
+        self.last_trade = {s: Decimal(p) for s, p in st["last_trade"].items()}

@@ -1,0 +1,357 @@
+"""The portfolio state machine.
+
+Input: fills (``OrderResult`` with a fill status) and market data (marks). Output:
+``PortfolioSnapshot`` events after each fill and once per ``snapshot_interval_ns`` of event
+time. No I/O, no wall clock: time comes from the events.
+
+Accounting is exact in ``Decimal``. A position keeps its signed quantity and its signed cost
+basis (sum of quantity times entry price). Reducing a position moves
+``quantity * average entry`` out of the cost basis and books the difference to realized PnL, so
+at every moment::
+
+    equity = cash + sum(quantity * mark)
+           = start_cash + realized_pnl - fees + unrealized_pnl
+
+holds exactly (a test checks it at every snapshot). Realized PnL excludes fees; fees are kept
+on their own.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, localcontext
+from typing import Any
+
+import msgspec
+
+from claire.events import (
+    Bar,
+    IdFactory,
+    OrderResult,
+    PortfolioSnapshot,
+    PositionSide,
+    PositionState,
+    QuoteTick,
+    Side,
+    TradeTick,
+)
+from claire.events.time import NS_PER_DAY, NS_PER_MIN
+
+ZERO = Decimal(0)
+TWO = Decimal(2)
+_replace = msgspec.structs.replace
+AVG_QUANTUM = Decimal("1e-12")
+
+
+class Position:
+    __slots__ = ("avg", "cost", "fees", "opened_ts", "qty", "realized", "side", "state", "symbol")
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.qty = ZERO  # signed
+        self.cost = ZERO  # signed cost basis
+        self.realized = ZERO
+        self.fees = ZERO
+        self.avg = ZERO  # average entry, kept up to date by apply()
+        self.side = PositionSide.FLAT  # likewise
+        self.opened_ts: int | None = None
+        self.state: PositionState | None = None  # last reported state (reused while nothing changed)
+
+    @property
+    def avg_price(self) -> Decimal:
+        return self.avg
+
+    def apply(self, side: Side, qty: Decimal, price: Decimal, fee: Decimal, ts: int) -> Decimal:
+        """Apply one fill; returns the realized PnL of this fill (before fees)."""
+        realized = self._apply(side, qty, price, fee, ts)
+        self._derive()
+        self.state = None
+        return realized
+
+    def _derive(self) -> None:
+        q = self.qty
+        self.avg = (self.cost / q).quantize(AVG_QUANTUM) if q else ZERO
+        self.side = PositionSide.LONG if q > 0 else PositionSide.SHORT if q < 0 else PositionSide.FLAT
+
+    def _apply(self, side: Side, qty: Decimal, price: Decimal, fee: Decimal, ts: int) -> Decimal:
+        signed = qty if side is Side.BUY else -qty
+        self.fees += fee
+        cur = self.qty
+        realized = ZERO
+        if cur == 0 or (cur > 0) == (signed > 0):  # open or add
+            if cur == 0:
+                self.opened_ts = ts
+            self.cost += signed * price
+            self.qty = cur + signed
+            return ZERO
+        # reduce, close or flip
+        closing = min(abs(signed), abs(cur))
+        closing_signed = closing if cur > 0 else -closing
+        avg = self.avg
+        basis_out = closing_signed * avg
+        realized = closing_signed * price - basis_out
+        self.cost -= basis_out
+        self.qty = cur - closing_signed
+        self.realized += realized
+        if self.qty == 0:
+            # the rounding of avg may leave a residue in the cost basis: book it as realized
+            if self.cost:
+                realized -= self.cost
+                self.realized -= self.cost
+                self.cost = ZERO
+            self.opened_ts = None
+        rest = abs(signed) - closing
+        if rest:  # flip to the other side
+            rest_signed = rest if signed > 0 else -rest
+            self.cost = rest_signed * price
+            self.qty = rest_signed
+            self.opened_ts = ts
+        return realized
+
+
+class Portfolio:
+    """Holds cash and positions; emits snapshots. ``start_cash`` in the quote currency (USDT)."""
+
+    def __init__(self, start_cash: Decimal = Decimal(100_000), ids: IdFactory | None = None,
+                 snapshot_interval_ns: int = NS_PER_MIN) -> None:
+        self.start_cash = Decimal(start_cash)
+        self.ids = ids or IdFactory()
+        self.interval = snapshot_interval_ns
+        self.cash = self.start_cash
+        self.realized = ZERO
+        self.fees = ZERO
+        self.positions: dict[str, Position] = {}
+        self.open: dict[str, Position] = {}  # non-flat positions only
+        self.marks: dict[str, Decimal] = {}
+        self.hwm = self.start_cash
+        self.max_drawdown = ZERO
+        self.day = -1
+        self.day_start_equity = self.start_cash
+        self.daily: dict[int, list[Decimal]] = {}  # UTC day -> [start equity, last equity]
+        self._today: list[Decimal] = [self.start_cash, self.start_cash]
+        self.next_snapshot = -1  # first boundary is set by the first event
+        self.last_ts = 0
+        self.seq = 0
+        self.fill_count = 0
+        self._key = self.ids.run_key
+
+    # --- queries used by the risk manager -------------------------------------------------
+    def equity(self) -> Decimal:
+        eq = self.cash
+        marks = self.marks
+        for sym, pos in self.open.items():
+            eq += pos.qty * marks[sym]
+        return eq
+
+    def position_qty(self, symbol: str) -> Decimal:
+        pos = self.open.get(symbol)
+        return pos.qty if pos is not None else ZERO
+
+    def exposure(self, symbol: str) -> Decimal:
+        pos = self.open.get(symbol)
+        return abs(pos.qty) * self.marks[symbol] if pos is not None else ZERO
+
+    def total_exposure(self) -> Decimal:
+        marks = self.marks
+        total = ZERO
+        for sym, pos in self.open.items():
+            total += abs(pos.qty * marks[sym])
+        return total
+
+    def unrealized(self) -> Decimal:
+        marks = self.marks
+        total = ZERO
+        for sym, pos in self.open.items():
+            total += pos.qty * marks[sym] - pos.cost
+        return total
+
+    def drawdown(self, equity: Decimal | None = None) -> Decimal:
+        eq = self.equity() if equity is None else equity
+        hwm = eq if eq > self.hwm else self.hwm
+        return (hwm - eq) / hwm if hwm > 0 else ZERO
+
+    def daily_loss_pct(self, equity: Decimal | None = None) -> Decimal:
+        eq = self.equity() if equity is None else equity
+        start = self.day_start_equity
+        return (start - eq) / start if start > 0 else ZERO
+
+    # --- inputs ---------------------------------------------------------------------------
+    def on_bar(self, bar: Bar) -> PortfolioSnapshot | None:
+        ts = bar.ts_event
+        snap = self._periodic(ts) if ts > self.next_snapshot else None
+        self.marks[bar.symbol] = bar.close
+        return snap
+
+    def on_trade(self, tick: TradeTick) -> PortfolioSnapshot | None:
+        ts = tick.ts_event
+        snap = self._periodic(ts) if ts > self.next_snapshot else None
+        self.marks[tick.symbol] = tick.price
+        return snap
+
+    def on_quote(self, quote: QuoteTick) -> PortfolioSnapshot | None:
+        ts = quote.ts_event
+        snap = self._periodic(ts) if ts > self.next_snapshot else None
+        self.marks[quote.symbol] = (quote.bid + quote.ask) / TWO
+        return snap
+
+    def on_market(self, ev: Bar | TradeTick | QuoteTick) -> PortfolioSnapshot | None:
+        if type(ev) is Bar:
+            return self.on_bar(ev)
+        if type(ev) is QuoteTick:
+            return self.on_quote(ev)
+        return self.on_trade(ev)
+
+    def on_fill(self, fill: OrderResult) -> tuple[PortfolioSnapshot, ...]:
+        """Apply a fill; returns the snapshots it causes (a due periodic one, then the fill's)."""
+        if not fill.is_fill:
+            return ()
+        sym = fill.symbol
+        pos = self.positions.get(sym)
+        if pos is None:
+            pos = self.positions[sym] = Position(sym)
+        qty = fill.quantity
+        price = fill.price
+        fee = fill.fee
+        with localcontext() as ctx:
+            ctx.prec = 50
+            realized = pos.apply(fill.side, qty, price, fee, fill.ts_event)
+            notional = qty * price
+            self.cash += -notional - fee if fill.side is Side.BUY else notional - fee
+        self.realized += realized
+        self.fees += fee
+        if pos.qty:
+            self.open[sym] = pos
+        else:
+            self.open.pop(sym, None)
+        if sym not in self.marks:
+            self.marks[sym] = price
+        self.fill_count += 1
+        ts = fill.ts_event
+        if ts > self.next_snapshot and self.next_snapshot >= 0:
+            periodic = self._periodic(ts)
+            if periodic is not None:
+                return (periodic, self.snapshot(ts, "fill", fill.id))
+        return (self.snapshot(ts, "fill", fill.id),)
+
+    # --- snapshots ------------------------------------------------------------------------
+    def _periodic(self, ts: int) -> PortfolioSnapshot | None:
+        """Snapshot at the last interval boundary before ``ts`` (all events up to it applied)."""
+        interval = self.interval
+        boundary = ((ts - 1) // interval) * interval
+        first = self.next_snapshot < 0
+        self.next_snapshot = boundary + interval
+        if first:
+            self.day = boundary // NS_PER_DAY
+            self._today = self.daily[self.day] = [self.day_start_equity, self.day_start_equity]
+            return None
+        return self.snapshot(boundary, "periodic")
+
+    def snapshot(self, ts: int, reason: str, cause: str | None = None) -> PortfolioSnapshot:
+        cash = self.cash
+        equity = cash
+        if self.open:
+            marks = self.marks
+            unreal = ZERO
+            exposure = ZERO
+            states = []
+            append = states.append
+            for sym, pos in self.open.items():
+                mark = marks[sym]
+                st = pos.state
+                if st is not None and st.mark_price == mark:  # nothing changed since the last one
+                    equity += st.cost_basis + st.unrealized_pnl
+                    unreal += st.unrealized_pnl
+                    exposure += st.exposure
+                    append(st)
+                    continue
+                value = pos.qty * mark
+                u = value - pos.cost
+                a = abs(value)
+                equity += value
+                unreal += u
+                exposure += a
+                if st is None:
+                    st = PositionState(
+                        symbol=sym, side=pos.side, quantity=pos.qty, avg_price=pos.avg, mark_price=mark,
+                        cost_basis=pos.cost, unrealized_pnl=u, realized_pnl=pos.realized, fees=pos.fees,
+                        exposure=a, opened_ts=pos.opened_ts)
+                else:  # the position is unchanged since its last state: only the mark moved
+                    st = _replace(st, mark_price=mark, unrealized_pnl=u, exposure=a)
+                pos.state = st
+                append(st)
+            positions = tuple(states)
+            exposure_pct = exposure / equity if equity > ZERO else ZERO
+        else:
+            unreal = exposure = exposure_pct = ZERO
+            positions = ()
+        day = ts // NS_PER_DAY
+        if day != self.day:
+            self.day = day
+            self.day_start_equity = equity
+            self._today = self.daily[day] = [equity, equity]
+        else:
+            self._today[1] = equity
+        if equity >= self.hwm:
+            self.hwm = hwm = equity
+            dd = ZERO
+        else:
+            hwm = self.hwm
+            dd = (hwm - equity) / hwm
+            if dd > self.max_drawdown:
+                self.max_drawdown = dd
+        self.seq += 1
+        self.last_ts = ts
+        return PortfolioSnapshot(
+            id=f"{self._key}:snap:{self.seq}",
+            ts_event=ts,
+            ts_recv=ts,
+            causation_id=cause,
+            start_cash=self.start_cash,
+            cash=cash,
+            equity=equity,
+            realized_pnl=self.realized,
+            unrealized_pnl=unreal,
+            fees=self.fees,
+            total_exposure=exposure,
+            total_exposure_pct=exposure_pct,
+            high_water_mark=hwm,
+            drawdown_pct=dd,
+            day_start_equity=self.day_start_equity,
+            daily_pnl=equity - self.day_start_equity,
+            num_positions=len(positions),
+            positions=positions,
+            reason=reason,
+        )
+
+    # --- state for restart ----------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "cash": str(self.cash), "realized": str(self.realized), "fees": str(self.fees),
+            "positions": {
+                s: [str(p.qty), str(p.cost), str(p.realized), str(p.fees), p.opened_ts]
+                for s, p in self.positions.items()
+            },
+            "marks": {s: str(m) for s, m in self.marks.items()},
+            "hwm": str(self.hwm), "max_drawdown": str(self.max_drawdown), "day": self.day,
+            "day_start_equity": str(self.day_start_equity),
+            "daily": {str(d): [str(a), str(b)] for d, (a, b) in self.daily.items()},
+            "next_snapshot": self.next_snapshot, "last_ts": self.last_ts, "seq": self.seq,
+            "fill_count": self.fill_count,
+        }
+
+    def set_state(self, st: dict[str, Any]) -> None:
+        D = Decimal
+        self.cash, self.realized, self.fees = D(st["cash"]), D(st["realized"]), D(st["fees"])
+        self.positions, self.open = {}, {}
+        for s, (q, c, r, f, o) in st["positions"].items():
+            p = self.positions[s] = Position(s)
+            p.qty, p.cost, p.realized, p.fees, p.opened_ts = D(q), D(c), D(r), D(f), o
+            p._derive()
+            if p.qty:
+                self.open[s] = p
+        self.marks = {s: D(m) for s, m in st["marks"].items()}
+        self.hwm, self.max_drawdown = D(st["hwm"]), D(st["max_drawdown"])
+        self.day, self.day_start_equity = st["day"], D(st["day_start_equity"])
+        self.daily = {int(d): [D(a), D(b)] for d, (a, b) in st["daily"].items()}
+        self._today = self.daily.get(self.day, [self.day_start_equity, self.day_start_equity])
+        self.next_snapshot, self.last_ts = st["next_snapshot"], st["last_ts"]
+        self.seq, self.fill_count = st["seq"], st["fill_count"]

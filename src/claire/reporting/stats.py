@@ -1,0 +1,124 @@
+"""Performance figures of a run (A2): returns, Sharpe, Sortino, win rate, drawdown ..."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from typing import Any
+
+from claire.events import PortfolioSnapshot, iso_from_ns
+from claire.events.time import NS_PER_DAY
+
+CENT = Decimal("0.01")
+
+
+def _money(x: Decimal) -> str:
+    return str(x.quantize(CENT))
+
+
+def drawdown_duration(snapshots: list[PortfolioSnapshot]) -> tuple[Decimal, int]:
+    """Largest drawdown (share of the high-water mark) and longest time under water (ns)."""
+    hwm = None
+    hwm_ts = 0
+    max_dd = Decimal(0)
+    longest = 0
+    for s in snapshots:
+        eq = s.equity
+        if hwm is None or eq >= hwm:
+            if hwm is not None:
+                longest = max(longest, s.ts_event - hwm_ts)
+            hwm, hwm_ts = eq, s.ts_event
+        else:
+            dd = (hwm - eq) / hwm
+            if dd > max_dd:
+                max_dd = dd
+    if snapshots and hwm is not None and snapshots[-1].equity < hwm:
+        longest = max(longest, snapshots[-1].ts_event - hwm_ts)
+    return max_dd, longest
+
+
+def daily_returns(start_cash: Decimal, daily: dict[int, list[Decimal]]) -> list[float]:
+    prev = start_cash
+    out = []
+    for day in sorted(daily):
+        end = daily[day][1]
+        if prev > 0:
+            out.append(float(end / prev - 1))
+        prev = end
+    return out
+
+
+def sharpe_sortino(returns: list[float], periods_per_year: int = 365) -> tuple[float | None, float | None]:
+    n = len(returns)
+    if n < 2:
+        return None, None
+    mean = sum(returns) / n
+    var = sum((r - mean) ** 2 for r in returns) / (n - 1)
+    sd = math.sqrt(var)
+    sharpe = mean / sd * math.sqrt(periods_per_year) if sd > 0 else None
+    downside = [min(r, 0.0) for r in returns]
+    dd = math.sqrt(sum(d * d for d in downside) / n)
+    sortino = mean / dd * math.sqrt(periods_per_year) if dd > 0 else None
+    return sharpe, sortino
+
+
+def summarize(recorder: Any, portfolio: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    closed = [t for t in recorder.round_trips if not t.is_open]
+    wins = [t for t in closed if t.pnl > 0]
+    losses = [t for t in closed if t.pnl <= 0]
+    gross_win = sum((t.pnl for t in wins), Decimal(0))
+    gross_loss = -sum((t.pnl for t in losses), Decimal(0))
+    final = portfolio.equity()
+    start = portfolio.start_cash
+    snaps = recorder.snapshots
+    max_dd, dd_ns = drawdown_duration(snaps)
+    max_dd = max(max_dd, portfolio.max_drawdown)
+    rets = daily_returns(start, portfolio.daily)
+    sharpe, sortino = sharpe_sortino(rets)
+    exposures = [s.total_exposure_pct for s in snaps]
+    volume = sum((f.quantity * f.price for f in recorder.fills), Decimal(0))
+    rejected = sum(1 for r in recorder.risk_events if r.signal_id is not None and not r.passed and r.action.value == "rejected")
+    by_check: dict[str, int] = {}
+    for r in recorder.risk_events:
+        if r.signal_id is not None and r.action.value == "rejected":
+            by_check[r.check.value] = by_check.get(r.check.value, 0) + 1
+    states = [r for r in recorder.risk_events if r.signal_id is None]
+    out: dict[str, Any] = {
+        "trades": len(closed),
+        "open_trades": len(recorder.round_trips) - len(closed),
+        "wins": len(wins),
+        "losses": len(losses),
+        "win_rate": round(len(wins) / len(closed), 6) if closed else None,
+        "realized_pnl": _money(portfolio.realized),
+        "unrealized_pnl": _money(portfolio.unrealized()),
+        "fees": _money(portfolio.fees),
+        "net_pnl": _money(final - start),
+        "start_equity": _money(start),
+        "final_equity": _money(final),
+        "total_return_pct": round(float((final / start - 1) * 100), 6),
+        "max_drawdown": round(float(max_dd), 6),
+        "max_drawdown_duration_hours": round(dd_ns / 3_600_000_000_000, 3),
+        "sharpe": round(sharpe, 6) if sharpe is not None else None,
+        "sortino": round(sortino, 6) if sortino is not None else None,
+        "profit_factor": round(float(gross_win / gross_loss), 6) if gross_loss > 0 else None,
+        "avg_win": _money(gross_win / len(wins)) if wins else None,
+        "avg_loss": _money(-gross_loss / len(losses)) if losses else None,
+        "volume": _money(volume),
+        "avg_exposure_pct": round(float(sum(exposures) / len(exposures)) * 100, 6) if exposures else 0.0,
+        "max_exposure_pct": round(float(max(exposures)) * 100, 6) if exposures else 0.0,
+        "signals": len(recorder.signals),
+        "orders": len(recorder.orders),
+        "fills": len(recorder.fills),
+        "risk_rejections": rejected,
+        "rejections_by_check": dict(sorted(by_check.items(), key=lambda kv: -kv[1])),
+        "trading_state_changes": [
+            {"time": iso_from_ns(r.ts_event), "state": r.trading_state.value, "reason": r.reason} for r in states],
+        "days": len(portfolio.daily),
+        "daily_pnl": {iso_from_ns(d * NS_PER_DAY)[:10]: _money(v[1] - v[0]) for d, v in sorted(portfolio.daily.items())},
+    }
+    if snaps:
+        out["start_time"] = iso_from_ns(snaps[0].ts_event)
+        out["end_time"] = iso_from_ns(snaps[-1].ts_event)
+    if extra:
+        out.update(extra)
+    return out

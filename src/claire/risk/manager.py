@@ -1,0 +1,466 @@
+"""The risk manager: a deterministic state machine between signals and orders.
+
+Checks run in the seeds' order and stop at the first failure:
+
+R1 data quality (stale or invalid market data: the signal is ignored), R2 position limit,
+R3 daily drawdown (trading halted for the rest of the UTC day; orders that reduce a position
+still pass), R4 total exposure, R5 circuit breaker (drawdown from the high-water mark; nothing
+passes until ``reset``), R6 expected slippage, R7 bid-ask spread (the signal waits up to
+``spread_delay_sec`` for a narrower spread, then is rejected).
+
+Orders that reduce a position pass R2 and R4 (they lower risk). Without a fixed quantity, an
+opening order is sized to what R2, R4 and the cash allow (rounded down to ``qty_step``); with a
+fixed quantity, an order that would break a limit is rejected, not shrunk.
+
+Every decision, pass or fail, is one ``RiskEvent`` with the deciding check, its value and
+limit, every check evaluated, the portfolio state and the config. Changes of trading state are
+``RiskEvent`` (check ``state``) plus an ``Alert``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
+
+from claire.events import (
+    Alert,
+    AlertLevel,
+    Bar,
+    CheckResult,
+    Event,
+    IdFactory,
+    Order,
+    PortfolioSnapshot,
+    QuoteTick,
+    RiskAction,
+    RiskCheck,
+    RiskEvent,
+    Side,
+    Signal,
+    TradeTick,
+    TradingState,
+)
+from claire.events.ids import BoundedSet
+from claire.events.time import NS_PER_DAY, NS_PER_SEC
+from claire.portfolio import Portfolio
+from claire.risk.config import RiskConfig
+
+ZERO = Decimal(0)
+ONE = Decimal(1)
+TWO = Decimal(2)
+BPS = Decimal(10_000)
+Q6 = Decimal("0.000001")
+_EMPTY: tuple[Event, ...] = ()
+
+
+class _Reject(Exception):
+    def __init__(self, check: RiskCheck, reason: str, value: Decimal | None = None,
+                 limit: Decimal | None = None, action: RiskAction = RiskAction.REJECTED) -> None:
+        self.check, self.reason, self.value, self.limit, self.action = check, reason, value, limit, action
+
+
+def _r(x: Decimal) -> Decimal:
+    return x.quantize(Q6) if x.is_finite() else x
+
+
+class RiskManager:
+    def __init__(self, config: RiskConfig, portfolio: Portfolio, ids: IdFactory | None = None,
+                 clock: Callable[[], int] | None = None) -> None:
+        self.config = config
+        self.portfolio = portfolio
+        self.ids = ids or IdFactory()
+        self.clock = clock
+        self.state = TradingState.ACTIVE
+        self.halted_day: int | None = None
+        self.last: dict[str, Bar | QuoteTick | TradeTick] = {}
+        self.delayed: dict[str, list[tuple[Signal, int]]] = {}  # symbol -> [(signal, deadline ns)]
+        self.seen = BoundedSet()
+        self.cb_peak: Decimal | None = None  # equity at the last circuit-breaker reset
+        self._pf_cache: dict[str, Any] | None = None
+        self._config_dict = config.as_dict()
+        self._stale_ns = int(config.data_stale_timeout_sec * NS_PER_SEC)
+        self._delay_ns = int(config.spread_delay_sec * NS_PER_SEC)
+        self._fee = config.fee_bps / BPS
+        self._n = 0
+
+    # --- market data ----------------------------------------------------------------------
+    def on_bar(self, bar: Bar) -> tuple[Event, ...]:
+        self.last[bar.symbol] = bar
+        return _EMPTY
+
+    def on_trade(self, tick: TradeTick) -> tuple[Event, ...]:
+        self.last[tick.symbol] = tick
+        return _EMPTY
+
+    def on_quote(self, quote: QuoteTick) -> tuple[Event, ...] | list[Event]:
+        sym = quote.symbol
+        self.last[sym] = quote
+        if sym in self.delayed:
+            return self._retry_delayed(sym, quote.ts_event)
+        return _EMPTY
+
+    def on_market(self, ev: Bar | TradeTick | QuoteTick) -> tuple[Event, ...] | list[Event]:
+        if type(ev) is QuoteTick:
+            return self.on_quote(ev)
+        self.last[ev.symbol] = ev
+        return _EMPTY
+
+    # --- portfolio feedback: trading state transitions ------------------------------------
+    def on_snapshot(self, snap: PortfolioSnapshot) -> list[Event]:
+        if not self.config.enabled or (self.state is TradingState.ACTIVE and not snap.drawdown_pct
+                                       and snap.equity >= snap.day_start_equity):
+            return []  # the common case: nothing to check
+        out: list[Event] = []
+        ts = snap.ts_event
+        if self.state is TradingState.HALTED and ts // NS_PER_DAY != self.halted_day:
+            out += self._transition(TradingState.ACTIVE, ts, RiskCheck.DAILY_DRAWDOWN,
+                                    "new UTC day: daily drawdown halt lifted", None, None)
+        if self.state is not TradingState.CIRCUIT_BROKEN:
+            dd = snap.drawdown_pct if self.cb_peak is None else self._cb_drawdown(snap.equity)
+            if dd >= self.config.circuit_breaker_threshold_pct:
+                out += self._transition(TradingState.CIRCUIT_BROKEN, ts, RiskCheck.CIRCUIT_BREAKER,
+                                        "drawdown from the high-water mark reached the circuit breaker",
+                                        dd, self.config.circuit_breaker_threshold_pct)
+            elif self.state is TradingState.ACTIVE and snap.equity < snap.day_start_equity:
+                loss = (snap.day_start_equity - snap.equity) / snap.day_start_equity
+                if loss >= self.config.max_daily_drawdown_pct:
+                    out += self._transition(TradingState.HALTED, ts, RiskCheck.DAILY_DRAWDOWN,
+                                            "daily loss reached the limit: trading halted for the rest of the UTC day",
+                                            loss, self.config.max_daily_drawdown_pct)
+        return out
+
+    def reset(self, ts: int, reason: str = "manual reset") -> list[Event]:
+        """Lift a circuit break (or a halt) explicitly. The breaker then measures the drawdown from
+        the equity at the reset (raised by new highs), so trading can resume while still below the
+        old high-water mark."""
+        if self.state is TradingState.ACTIVE:
+            return []
+        self.cb_peak = self.portfolio.equity()
+        return self._transition(TradingState.ACTIVE, ts, RiskCheck.CIRCUIT_BREAKER, reason, None, None)
+
+    def _cb_drawdown(self, equity: Decimal) -> Decimal:
+        dd = self.portfolio.drawdown(equity)
+        peak = self.cb_peak
+        if peak is None:
+            return dd
+        if equity > peak:
+            self.cb_peak = peak = equity
+        return min(dd, (peak - equity) / peak if peak > 0 else ZERO)
+
+    def _transition(self, new: TradingState, ts: int, check: RiskCheck, reason: str,
+                    value: Decimal | None, limit: Decimal | None) -> list[Event]:
+        old = self.state
+        self.state = new
+        self._pf_cache = None
+        self.halted_day = ts // NS_PER_DAY if new is TradingState.HALTED else None
+        self._n += 1
+        action = {TradingState.HALTED: RiskAction.HALTED, TradingState.CIRCUIT_BROKEN: RiskAction.CIRCUIT_BROKEN,
+                  TradingState.ACTIVE: RiskAction.RESUMED}[new]
+        ev = RiskEvent(
+            id=self.ids("risk-state", ts, self._n), ts_event=ts, ts_recv=ts,
+            signal_id=None, symbol=None, check=RiskCheck.STATE, action=action,
+            passed=new is TradingState.ACTIVE,
+            value=_r(value) if value is not None else None, limit=limit, reason=reason,
+            trading_state=new, checks=(CheckResult(check=check, passed=new is TradingState.ACTIVE,
+                                                   value=value, limit=limit, note=reason),),
+            portfolio=self._portfolio_dict(), config=self._config_dict,
+        )
+        level = AlertLevel.INFO if new is TradingState.ACTIVE else AlertLevel.CRITICAL
+        alert = Alert(
+            id=self.ids("alert", ev.id), ts_event=ts, ts_recv=ts, causation_id=ev.id,
+            level=level, source="risk", code=f"trading_{new.value}",
+            message=f"trading state {old.value} -> {new.value}: {reason}",
+            details={"value": str(value) if value is not None else None,
+                     "limit": str(limit) if limit is not None else None},
+        )
+        return [ev, alert]
+
+    # --- signals --------------------------------------------------------------------------
+    def on_signal(self, sig: Signal) -> list[Event]:
+        if sig.id in self.seen:
+            return []  # redelivered
+        self.seen.add(sig.id)
+        now = self.clock() if self.clock is not None else sig.ts_event
+        return self._decide(sig, now, sig.market_ts, first=True)
+
+    def _retry_delayed(self, sym: str, now: int) -> list[Event]:
+        waiting = self.delayed.pop(sym)
+        out: list[Event] = []
+        for sig, deadline in waiting:
+            res = self._decide(sig, now, now, first=False, deadline=deadline)
+            out += res
+        return out
+
+    def flush_delayed(self, now: int, reason: str = "end of data") -> list[Event]:
+        """Decide every signal still waiting for a narrower spread: rejected (e.g. at the end of a replay)."""
+        self._pf_cache = None
+        out: list[Event] = []
+        for sym in sorted(self.delayed):
+            for sig, _ in self.delayed.pop(sym):
+                out.append(self._risk_event(sig, now, RiskCheck.SPREAD, RiskAction.REJECTED, False, None,
+                                            self.config.max_spread_pct, f"spread never narrowed before {reason}",
+                                            [], sig.quantity or self.config.quantity, None, None))
+        return out
+
+    def _decide(self, sig: Signal, now: int, market_ts: int, first: bool, deadline: int | None = None) -> list[Event]:
+        self._pf_cache = None  # the portfolio dict is computed at most once per decision
+        cfg = self.config
+        pf = self.portfolio
+        checks: list[CheckResult] = []
+        out: list[Event] = []
+        sym = sig.symbol
+        price = sig.price
+        equity = pf.equity()
+        pos_qty = pf.position_qty(sym)
+        reducing = (pos_qty > 0 and sig.side is Side.SELL) or (pos_qty < 0 and sig.side is Side.BUY)
+        requested = sig.quantity if sig.quantity is not None else cfg.quantity
+        binding = RiskCheck.ALL
+        qty = ZERO
+        try:
+            # --- sizing ---
+            if reducing:
+                qty = abs(pos_qty) if (sig.reduce_only or requested is None) else min(requested, abs(pos_qty))
+                if qty <= 0:
+                    raise _Reject(RiskCheck.SIZING, f"nothing to close: no {sym} position")
+            elif sig.reduce_only:
+                raise _Reject(RiskCheck.SIZING, f"nothing to close: no {sym} position on the other side of a {sig.side.value}")
+            elif sig.side is Side.SELL and not cfg.allow_short:
+                raise _Reject(RiskCheck.SIZING, f"no {sym} position to sell and short selling is disabled (spot)")
+            elif requested is not None:
+                qty = requested
+            else:
+                qty = self._floor(equity * cfg.max_position_pct / price)
+            if not reducing and sig.side is Side.BUY:
+                cash_cap = self._floor(pf.cash / (price * (ONE + cfg.expected_slippage_bps / BPS + Decimal("0.01"))))
+                if qty > cash_cap:
+                    if requested is not None and cfg.enabled:
+                        raise _Reject(RiskCheck.SIZING, "not enough cash for the order", qty * price, pf.cash)
+                    qty = cash_cap
+            if not cfg.enabled:
+                if qty <= 0:
+                    raise _Reject(RiskCheck.SIZING, "order size is zero")
+                return self._approve(sig, qty, requested, now, RiskCheck.ALL, checks, out, "risk checks off", reducing)
+
+            # R1 data quality / stale data
+            age = Decimal(now - market_ts) / NS_PER_SEC
+            last = self.last.get(sym)
+            if age > cfg.data_stale_timeout_sec:
+                checks.append(CheckResult(check=RiskCheck.DATA_QUALITY, passed=False, value=age, limit=cfg.data_stale_timeout_sec))
+                raise _Reject(RiskCheck.DATA_QUALITY, f"market data is stale ({age}s old): signal ignored",
+                              age, cfg.data_stale_timeout_sec)
+            if type(last) is QuoteTick and last.bid >= last.ask:
+                checks.append(CheckResult(check=RiskCheck.DATA_QUALITY, passed=False, note="crossed quote"))
+                raise _Reject(RiskCheck.DATA_QUALITY, f"invalid market data: crossed quote bid {last.bid} >= ask {last.ask}")
+            checks.append(CheckResult(check=RiskCheck.DATA_QUALITY, passed=True, value=age, limit=cfg.data_stale_timeout_sec))
+
+            # R2 position limit (measured against equity after the order's fee)
+            if reducing:
+                checks.append(CheckResult(check=RiskCheck.POSITION_LIMIT, passed=True, note="reduces the position"))
+            else:
+                qty, bound = self._share_limit(RiskCheck.POSITION_LIMIT, abs(pos_qty) * price, qty, price, equity,
+                                               cfg.max_position_pct, requested is None, checks,
+                                               "position would be {pct}% of equity, limit {limit}%",
+                                               "position limit")
+                binding = bound or binding
+
+            # R3 daily drawdown (a signal at 00:00 UTC belongs to the new day, whose start the
+            # portfolio has not recorded yet: no loss today so far)
+            loss = pf.daily_loss_pct(equity) if now // NS_PER_DAY == pf.day else ZERO
+            if self.state is TradingState.HALTED and now // NS_PER_DAY != self.halted_day:
+                out += self._transition(TradingState.ACTIVE, now, RiskCheck.DAILY_DRAWDOWN,
+                                        "new UTC day: daily drawdown halt lifted", None, None)
+            if self.state is TradingState.ACTIVE and loss >= cfg.max_daily_drawdown_pct:
+                out += self._transition(TradingState.HALTED, now, RiskCheck.DAILY_DRAWDOWN,
+                                        "daily loss reached the limit: trading halted for the rest of the UTC day",
+                                        loss, cfg.max_daily_drawdown_pct)
+            halted = self.state is TradingState.HALTED
+            ok = not halted or reducing
+            checks.append(CheckResult(check=RiskCheck.DAILY_DRAWDOWN, passed=ok, value=_r(loss),
+                                      limit=cfg.max_daily_drawdown_pct,
+                                      note="halted, order reduces the position" if halted and ok else ""))
+            if not ok:
+                raise _Reject(RiskCheck.DAILY_DRAWDOWN,
+                              f"trading halted for the day: daily loss {_r(loss * 100)}% >= {cfg.max_daily_drawdown_pct * 100}%",
+                              _r(loss), cfg.max_daily_drawdown_pct)
+
+            # R4 total exposure
+            if reducing:
+                checks.append(CheckResult(check=RiskCheck.TOTAL_EXPOSURE, passed=True, note="reduces exposure"))
+            else:
+                qty, bound = self._share_limit(RiskCheck.TOTAL_EXPOSURE, pf.total_exposure(), qty, price, equity,
+                                               cfg.max_total_exposure_pct, requested is None, checks,
+                                               "total exposure would be {pct}% of equity, limit {limit}%: new orders blocked",
+                                               "total exposure limit")
+                binding = bound or binding
+
+            # R5 circuit breaker
+            dd = self._cb_drawdown(equity)
+            if self.state is not TradingState.CIRCUIT_BROKEN and dd >= cfg.circuit_breaker_threshold_pct:
+                out += self._transition(TradingState.CIRCUIT_BROKEN, now, RiskCheck.CIRCUIT_BREAKER,
+                                        "drawdown from the high-water mark reached the circuit breaker",
+                                        dd, cfg.circuit_breaker_threshold_pct)
+            ok = self.state is not TradingState.CIRCUIT_BROKEN
+            checks.append(CheckResult(check=RiskCheck.CIRCUIT_BREAKER, passed=ok, value=_r(dd), limit=cfg.circuit_breaker_threshold_pct))
+            if not ok:
+                raise _Reject(RiskCheck.CIRCUIT_BREAKER,
+                              f"circuit breaker tripped (drawdown {_r(dd * 100)}%): trading stopped until reset",
+                              _r(dd), cfg.circuit_breaker_threshold_pct)
+
+            # R6 expected slippage: model slippage + half the spread + drift since the decision
+            expected = cfg.expected_slippage_bps / BPS
+            spread = None
+            if type(last) is QuoteTick:
+                mid = (last.bid + last.ask) / TWO
+                spread = (last.ask - last.bid) / mid
+                touch = last.ask if sig.side is Side.BUY else last.bid
+                expected += abs(touch - price) / price
+            elif last is not None:
+                expected += abs(last.price - price) / price
+            ok = expected <= cfg.max_slippage_pct
+            checks.append(CheckResult(check=RiskCheck.SLIPPAGE, passed=ok, value=_r(expected), limit=cfg.max_slippage_pct))
+            if not ok:
+                raise _Reject(RiskCheck.SLIPPAGE,
+                              f"expected slippage {_r(expected * 100)}% > {cfg.max_slippage_pct * 100}%: order rejected",
+                              _r(expected), cfg.max_slippage_pct)
+
+            # R7 spread
+            if spread is None:
+                checks.append(CheckResult(check=RiskCheck.SPREAD, passed=True, note="no quote: spread unknown (bar data)"))
+            elif deadline is not None and now >= deadline:
+                checks.append(CheckResult(check=RiskCheck.SPREAD, passed=False, value=_r(spread), limit=cfg.max_spread_pct))
+                raise _Reject(RiskCheck.SPREAD, f"spread stayed wider than {cfg.max_spread_pct * 10000} bps after waiting "
+                              f"{cfg.spread_delay_sec}s: order rejected", _r(spread), cfg.max_spread_pct)
+            else:
+                ok = spread <= cfg.max_spread_pct
+                checks.append(CheckResult(check=RiskCheck.SPREAD, passed=ok, value=_r(spread), limit=cfg.max_spread_pct))
+                if not ok:
+                    dl = deadline if deadline is not None else now + self._delay_ns
+                    if now < dl and self._delay_ns > 0:
+                        self.delayed.setdefault(sym, []).append((sig, dl))
+                        if first:
+                            raise _Reject(RiskCheck.SPREAD,
+                                          f"spread {_r(spread * 10000)} bps > {cfg.max_spread_pct * 10000} bps: "
+                                          f"order delayed up to {cfg.spread_delay_sec}s for a narrower spread",
+                                          _r(spread), cfg.max_spread_pct, RiskAction.DELAYED)
+                        return out  # still waiting: decided later
+                    raise _Reject(RiskCheck.SPREAD,
+                                  f"spread {_r(spread * 10000)} bps > {cfg.max_spread_pct * 10000} bps"
+                                  + (" after waiting: order rejected" if not first else ": order rejected"),
+                                  _r(spread), cfg.max_spread_pct)
+        except _Reject as rej:
+            out.append(self._risk_event(sig, now, rej.check, rej.action, False, rej.value, rej.limit,
+                                        rej.reason, checks, requested, None, None))
+            return out
+        return self._approve(sig, qty, requested, now, binding, checks, out, "all checks passed", reducing)
+
+    def _share_limit(self, check: RiskCheck, current: Decimal, qty: Decimal, price: Decimal, equity: Decimal,
+                     limit: Decimal, sized: bool, checks: list[CheckResult], too_big: str,
+                     name: str) -> tuple[Decimal, RiskCheck | None]:
+        """R2/R4: ``current`` plus the order, as a share of equity after the order's fee, within
+        ``limit``. A sized order is shrunk to fit (returns the binding check); a fixed one is not."""
+        fee = self._fee
+        bound = None
+        if sized:
+            cap = equity * limit
+            room = self._floor((cap - current) / (price * (ONE + limit * fee))) if cap > current else ZERO
+            if room < qty:
+                qty, bound = room, check
+        post = equity - qty * price * fee
+        value = (current + qty * price) / post if post > ZERO else Decimal("Infinity")
+        notional = qty * price
+        ok = value <= limit and notional >= self.config.min_notional
+        checks.append(CheckResult(check=check, passed=ok, value=_r(value), limit=limit))
+        if not ok:
+            reason = (too_big.format(pct=_r(value * 100), limit=limit * 100) if value > limit else
+                      f"{name} leaves no room for an order of at least {self.config.min_notional} USDT")
+            raise _Reject(check, reason, _r(value), limit)
+        return qty, bound
+
+    def _approve(self, sig: Signal, qty: Decimal, requested: Decimal | None, now: int, binding: RiskCheck,
+                 checks: list[CheckResult], out: list[Event], reason: str, reduce_only: bool) -> list[Event]:
+        cfg = self.config
+        oid = self.ids("order", sig.id)
+        order = Order(
+            id=oid, ts_event=now, ts_recv=now,
+            correlation_id=sig.correlation_id or sig.id, causation_id=sig.id,
+            symbol=sig.symbol, side=sig.side, quantity=qty, order_type=cfg.order_type,
+            time_in_force=cfg.time_in_force, signal_id=sig.id, reference_price=sig.price,
+            reduce_only=reduce_only, strategy=sig.strategy,
+        )
+        resized = requested is None and binding is not RiskCheck.ALL
+        action = RiskAction.RESIZED if resized else RiskAction.APPROVED
+        if resized:
+            reason = f"approved, sized down by the {binding.value.replace('_', ' ')}"
+        out.append(self._risk_event(sig, now, binding, action, True, None, None, reason, checks,
+                                    requested, qty, oid))
+        out.append(order)
+        return out
+
+    def _floor(self, q: Decimal) -> Decimal:
+        if q <= 0:
+            return ZERO
+        return q.quantize(self.config.qty_step, rounding=ROUND_DOWN)
+
+    def _portfolio_dict(self) -> dict[str, Any]:
+        """The portfolio as the risk manager saw it for this decision (cached per decision)."""
+        cached = self._pf_cache
+        if cached is not None:
+            return cached
+        pf = self.portfolio
+        marks = pf.marks
+        eq = pf.cash
+        total = ZERO
+        positions = {}
+        for s, p in pf.open.items():  # equity, exposure and positions in one pass
+            v = p.qty * marks[s]
+            eq += v
+            total += abs(v)
+            positions[s] = str(p.qty)
+        d = self._pf_cache = {
+            "equity": str(eq), "cash": str(pf.cash), "total_exposure": str(total),
+            "daily_loss_pct": str(_r(pf.daily_loss_pct(eq))), "drawdown_pct": str(_r(pf.drawdown(eq))),
+            "positions": positions, "trading_state": self.state.value,
+        }
+        return d
+
+    def _risk_event(self, sig: Signal, now: int, check: RiskCheck, action: RiskAction, passed: bool,
+                    value: Decimal | None, limit: Decimal | None, reason: str, checks: list[CheckResult],
+                    requested: Decimal | None, approved: Decimal | None, order_id: str | None) -> RiskEvent:
+        self._n += 1
+        return RiskEvent(
+            id=self.ids("risk", sig.id, self._n), ts_event=now, ts_recv=now,
+            correlation_id=sig.correlation_id or sig.id, causation_id=sig.id,
+            signal_id=sig.id, symbol=sig.symbol, check=check, action=action, passed=passed,
+            value=value, limit=limit, reason=reason, trading_state=self.state, order_id=order_id,
+            requested_quantity=requested, approved_quantity=approved, checks=tuple(checks),
+            portfolio=self._portfolio_dict(), config=self._config_dict,
+        )
+
+    # --- state for restart ----------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        from claire.events import encode
+
+        return {
+            "state": self.state.value, "halted_day": self.halted_day, "n": self._n,
+            "seen": self.seen.to_list(), "cb_peak": str(self.cb_peak) if self.cb_peak is not None else None,
+            "delayed": [[encode(s).decode(), dl] for lst in self.delayed.values() for s, dl in lst],
+            "last": [encode(e).decode() for e in self.last.values()],
+        }
+
+    def set_state(self, st: dict[str, Any]) -> None:
+        from claire.events import decode, decode_as
+
+        self.state = TradingState(st["state"])
+        self.halted_day = st["halted_day"]
+        self._n = st["n"]
+        self.seen = BoundedSet(st["seen"])
+        self.cb_peak = Decimal(st["cb_peak"]) if st.get("cb_peak") is not None else None
+        self.delayed = {}
+        for enc, dl in st["delayed"]:
+            s = decode_as(enc, Signal)
+            self.delayed.setdefault(s.symbol, []).append((s, dl))
+        self.last = {}
+        for enc in st["last"]:
+            e = decode(enc)
+            self.last[e.symbol] = e  # type: ignore[union-attr]

@@ -1,0 +1,27 @@
+"""Strategies: the interface users subclass, the signal engine, indicators and built-ins."""
+
+from claire.strategy.base import Strategy, coerce_params
+from claire.strategy.builtin import Momentum, SmaCross
+from claire.strategy.engine import SignalEngine
+from claire.strategy.registry import (
+    BUILTINS,
+    StrategyLoadError,
+    load_strategy,
+    parse_params,
+    strategy_names,
+    strategy_params,
+)
+
+__all__ = [
+    "BUILTINS",
+    "Momentum",
+    "SignalEngine",
+    "SmaCross",
+    "Strategy",
+    "StrategyLoadError",
+    "coerce_params",
+    "load_strategy",
+    "parse_params",
+    "strategy_names",
+    "strategy_params",
+]

@@ -1,0 +1,289 @@
+"""Built-in strategies: ``sma_cross`` and ``momentum``.
+
+Both are per-symbol (one instance per symbol, see :mod:`claire.strategy.base`) and leave the
+quantity to the risk manager (``quantity=None``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from claire.events import Bar, Side
+from claire.strategy.base import Strategy
+from claire.strategy.indicators import MACD, RSI, BollingerBands
+
+__all__ = ["Momentum", "SmaCross"]
+
+_ZERO = Decimal(0)
+_ONE = Decimal(1)
+_Q4 = Decimal("0.0001")
+
+
+class SmaCross(Strategy):
+    """Long-only crossing of two simple moving averages of the bar close.
+
+    Each bar feeds ``bar.close`` to a fast and a slow SMA. From the ``slow``-th bar on (both
+    averages exist) the strategy looks at ``d = fast_avg - slow_avg``, decided *exactly*: its
+    sign is the sign of ``fast_sum * slow - slow_sum * fast`` in Decimal, so equal averages are
+    a tie (``d == 0``), neither above nor below.
+
+    - buy (quantity left to the risk manager) when ``d > 0`` and the previous bar's ``d <= 0``,
+      unless its last signal was already a buy;
+    - close the long (``close(Side.SELL)``) when ``d < 0`` and the previous bar's ``d >= 0``;
+    - nothing on the first evaluated bar (there is no previous ``d``), nothing at a tie.
+
+    The "unless" is for a touch: ``d`` going ``+, 0, +`` has no crossing, and a second buy
+    would double the long. (It makes the rule "buy only when flat, close only when long" as far
+    as fills go, which is what the backtrader parity reference does.) A repeated close
+    (``-, 0, -``) is still sent: harmless when flat, and a second chance if the first one was
+    refused. Apart from remembering its last signal the strategy does not track positions: a
+    close without a position is a no-op for the risk manager.
+
+    Metadata: ``fast_sma`` and ``slow_sma`` (the averages, as str).
+
+    The per-bar path keeps the two exact running sums itself (two ``deque(maxlen=...)``): a
+    handful of Decimal additions and two multiplications, no division and no allocation.
+    """
+
+    name: ClassVar[str] = "sma_cross"
+    version: ClassVar[str] = "1"
+    defaults: ClassVar[dict[str, Any]] = {"fast": 10, "slow": 30}
+
+    def setup(self) -> None:
+        fast = self.params["fast"]
+        slow = self.params["slow"]
+        for key, val in (("fast", fast), ("slow", slow)):
+            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+                raise ValueError(f"sma_cross: `{key}` must be an int >= 1, got {val!r}")
+        if fast >= slow:
+            raise ValueError(f"sma_cross: `fast` must be < `slow`, got fast={fast}, slow={slow}")
+        self.fast = fast
+        self.slow = slow
+        self._dfast = Decimal(fast)
+        self._dslow = Decimal(slow)
+        self._fbuf: deque[Decimal] = deque(maxlen=fast)
+        self._sbuf: deque[Decimal] = deque(maxlen=slow)
+        self.fast_sum = _ZERO
+        self.slow_sum = _ZERO
+        self._warm = False
+        #: sign of the last evaluated d: 1, 0, -1 (None before the first evaluation)
+        self.prev_sign: int | None = None
+        #: whether the last signal was a buy (then no buy again before a close)
+        self.bought = False
+
+    @property
+    def fast_avg(self) -> Decimal | None:
+        return self.fast_sum / self._dfast if len(self._fbuf) == self.fast else None
+
+    @property
+    def slow_avg(self) -> Decimal | None:
+        return self.slow_sum / self._dslow if self._warm else None
+
+    def on_bar(self, bar: Bar) -> None:
+        x = bar.close
+        fbuf = self._fbuf
+        sbuf = self._sbuf
+        if self._warm:
+            fs = self.fast_sum = self.fast_sum + x - fbuf[0]
+            ss = self.slow_sum = self.slow_sum + x - sbuf[0]
+            fbuf.append(x)
+            sbuf.append(x)
+            a = fs * self._dslow
+            b = ss * self._dfast
+            if a > b:
+                if self.prev_sign != 1:
+                    self.prev_sign = 1
+                    if not self.bought:
+                        self.bought = True
+                        self.buy(metadata=self._meta())
+            elif a < b:
+                if self.prev_sign != -1:
+                    self.prev_sign = -1
+                    self.bought = False
+                    self.close(Side.SELL, metadata=self._meta())
+            else:
+                self.prev_sign = 0
+            return
+        # warm-up: fill the buffers; the slow-th bar is the first evaluated one (no signal)
+        if len(fbuf) == self.fast:
+            self.fast_sum += x - fbuf[0]
+        else:
+            self.fast_sum += x
+        fbuf.append(x)
+        self.slow_sum += x
+        sbuf.append(x)
+        if len(sbuf) == self.slow:
+            self._warm = True
+            a = self.fast_sum * self._dslow
+            b = self.slow_sum * self._dfast
+            self.prev_sign = (a > b) - (a < b)
+
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "fast_sma": str(self.fast_sum / self._dfast),
+            "slow_sma": str(self.slow_sum / self._dslow),
+        }
+
+
+class Momentum(Strategy):
+    """RSI, MACD and Bollinger bands of the bar close, combined; emits on changes of stance only.
+
+    Indicators (float, TA-Lib conventions, see :mod:`claire.strategy.indicators`):
+    RSI(``rsi_period``), MACD(``macd_fast``, ``macd_slow``, ``macd_signal``) and Bollinger
+    bands (``bb_period``, ``bb_std``). All three are warm on bar 34 with the defaults, so the
+    first signal can come on bar 35 (a "turn" needs the previous histogram). It keeps a *stance*: flat, long or (only with ``allow_short``) short.
+
+    Rule, with ``hist`` the MACD histogram, ``%B`` the close's position between the bands:
+
+    - flat -> long (``buy``): the histogram turns positive (previous bar ``<= 0``, now ``> 0``)
+      while RSI < ``rsi_overbought`` and close < upper band;
+    - long -> flat (``close(SELL)``): histogram < 0, or RSI > ``rsi_overbought``, or
+      close > upper band (momentum gone, or stretched: take the move);
+    - with ``allow_short``, mirrored: flat -> short (``sell``) when the histogram turns
+      negative while RSI > ``rsi_oversold`` and close > lower band; short -> flat
+      (``close(BUY)``) when histogram > 0, or RSI < ``rsi_oversold``, or close < lower band.
+      A long whose exit is a negative turn of the histogram may go short on the same bar
+      (close first, then sell), and the other way round.
+
+    So a signal is emitted only when the stance changes, never on every bar. The stance is what
+    the strategy asked for: it does not know whether the risk manager approved it.
+
+    Confidence (0..1, 4 dp) measures how much the three agree with the signal's direction. Each
+    gives a score in 0..1 for "up" (for "down" signals, 1 - score):
+
+    - MACD: 1 if the histogram is > 0, 0 if < 0, 0.5 at 0;
+    - RSI: (``rsi_overbought`` - RSI) / (``rsi_overbought`` - ``rsi_oversold``), clipped;
+    - Bollinger: 1 - %B, clipped (1 at or below the lower band, 0 at or above the upper).
+
+    confidence = mean of the three. An entry always has the MACD's vote, so it is >= 1/3; an
+    exit forced by RSI or the band while the histogram is still positive scores lower.
+
+    Metadata of every signal: ``rsi``, ``macd``, ``macd_signal``, ``macd_hist``, ``bb_upper``,
+    ``bb_middle``, ``bb_lower``, ``bb_position`` (floats) and ``reason`` (str).
+    """
+
+    name: ClassVar[str] = "momentum"
+    version: ClassVar[str] = "1"
+    defaults: ClassVar[dict[str, Any]] = {
+        "rsi_period": 14,
+        "macd_fast": 12,
+        "macd_slow": 26,
+        "macd_signal": 9,
+        "bb_period": 20,
+        "bb_std": 2.0,
+        "rsi_overbought": 70.0,
+        "rsi_oversold": 30.0,
+        "allow_short": False,
+    }
+
+    FLAT: ClassVar[int] = 0
+    LONG: ClassVar[int] = 1
+    SHORT: ClassVar[int] = -1
+
+    def setup(self) -> None:
+        p = self.params
+        for key in ("rsi_period", "macd_fast", "macd_slow", "macd_signal", "bb_period"):
+            val = p[key]
+            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+                raise ValueError(f"momentum: `{key}` must be an int >= 1, got {val!r}")
+        if p["macd_fast"] >= p["macd_slow"]:
+            raise ValueError(
+                f"momentum: `macd_fast` must be < `macd_slow`, got {p['macd_fast']} and {p['macd_slow']}"
+            )
+        ob = float(p["rsi_overbought"])
+        os_ = float(p["rsi_oversold"])
+        if not 0.0 <= os_ < ob <= 100.0:
+            raise ValueError(
+                f"momentum: need 0 <= rsi_oversold < rsi_overbought <= 100, got {os_} and {ob}"
+            )
+        self.rsi = RSI(p["rsi_period"])
+        self.macd = MACD(p["macd_fast"], p["macd_slow"], p["macd_signal"])
+        self.bb = BollingerBands(p["bb_period"], p["bb_std"])
+        self.overbought = ob
+        self.oversold = os_
+        self._rsi_span = ob - os_
+        self.allow_short = bool(p["allow_short"])
+        self.stance = self.FLAT
+        self._prev_hist: float | None = None
+        self._rsi_update = self.rsi.update
+        self._macd_update = self.macd.update
+        self._bb_update = self.bb.update
+
+    def on_bar(self, bar: Bar) -> None:
+        x = bar.close
+        xf = float(x)  # once: RSI and MACD compute in float; the bands keep exact Decimal sums
+        rsi = self._rsi_update(xf)
+        m = self._macd_update(xf)
+        bands = self._bb_update(x)
+        if bands is None or m is None or rsi is None:
+            return
+        hist = m[2]
+        prev = self._prev_hist
+        self._prev_hist = hist
+        if prev is None:
+            return  # first bar with all three: nothing has "turned" yet
+        stance = self.stance
+        if stance == 1:  # long
+            if hist < 0.0:
+                reason = "macd_hist_negative"
+            elif rsi > self.overbought:
+                reason = "rsi_overbought"
+            elif xf > bands[0]:
+                reason = "above_upper_band"
+            else:
+                return
+            self.stance = self.FLAT
+            self.close(Side.SELL, self._confidence(-1, hist, rsi, xf), metadata=self._meta(reason, rsi, xf))
+            if reason != "macd_hist_negative" or prev < 0.0:
+                return
+            # the histogram turned negative: a short may open on the same bar
+        elif stance == -1:  # short
+            if hist > 0.0:
+                reason = "macd_hist_positive"
+            elif rsi < self.oversold:
+                reason = "rsi_oversold"
+            elif xf < bands[2]:
+                reason = "below_lower_band"
+            else:
+                return
+            self.stance = self.FLAT
+            self.close(Side.BUY, self._confidence(1, hist, rsi, xf), metadata=self._meta(reason, rsi, xf))
+            if reason != "macd_hist_positive" or prev > 0.0:
+                return
+        # flat: enter on a turn of the histogram
+        if hist > 0.0:
+            if prev <= 0.0 and rsi < self.overbought and xf < bands[0]:
+                self.stance = self.LONG
+                self.buy(self._confidence(1, hist, rsi, xf),
+                         metadata=self._meta("macd_hist_turned_positive", rsi, xf))
+        elif hist < 0.0 and prev >= 0.0 and self.allow_short and rsi > self.oversold and xf > bands[2]:
+            self.stance = self.SHORT
+            self.sell(self._confidence(-1, hist, rsi, xf),
+                      metadata=self._meta("macd_hist_turned_negative", rsi, xf))
+
+    def _confidence(self, direction: int, hist: float, rsi: float, x: float) -> Decimal:
+        s_macd = 1.0 if hist > 0.0 else (0.0 if hist < 0.0 else 0.5)
+        s_rsi = min(1.0, max(0.0, (self.overbought - rsi) / self._rsi_span))
+        pos = self.bb.position(x)
+        s_bb = min(1.0, max(0.0, 1.0 - pos))  # type: ignore[operator]
+        up = (s_macd + s_rsi + s_bb) / 3.0
+        conf = up if direction > 0 else 1.0 - up
+        q = Decimal(repr(conf)).quantize(_Q4)
+        return _ZERO if q < _ZERO else (_ONE if q > _ONE else q)
+
+    def _meta(self, reason: str, rsi: float, x: float) -> dict[str, Any]:
+        bb = self.bb
+        macd = self.macd
+        return {
+            "reason": reason,
+            "rsi": rsi,
+            "macd": macd.macd,
+            "macd_signal": macd.signal,
+            "macd_hist": macd.hist,
+            "bb_upper": bb.upper,
+            "bb_middle": bb.middle,
+            "bb_lower": bb.lower,
+            "bb_position": bb.position(x),
+        }

@@ -1,0 +1,74 @@
+"""Signal engine: routes market data to one strategy instance per symbol, collects signals."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from claire.events import Bar, IdFactory, QuoteTick, Signal, TradeTick
+from claire.strategy.base import Strategy
+
+_EMPTY: tuple[Signal, ...] = ()
+
+
+class SignalEngine:
+    def __init__(self, strategy_cls: type[Strategy], params: dict[str, Any] | None = None,
+                 ids: IdFactory | None = None) -> None:
+        self.strategy_cls = strategy_cls
+        self.params = dict(params or {})
+        self.ids = ids or IdFactory()
+        self.strategies: dict[str, Strategy] = {}
+        # validate parameters now, with a clear message, rather than at the first event
+        strategy_cls("__check__", self.ids, **self.params)
+
+    def _new(self, symbol: str) -> Strategy:
+        strat = self.strategies[symbol] = self.strategy_cls(symbol, self.ids, **self.params)
+        return strat
+
+    def _run(self, strat: Strategy, ev: Any, fn: Callable[[Any], None]) -> tuple[Signal, ...] | list[Signal]:
+        strat._event = ev
+        fn(ev)
+        if strat._out:
+            out = strat._out
+            strat._out = []
+            return out
+        return _EMPTY
+
+    def on_bar(self, bar: Bar) -> tuple[Signal, ...] | list[Signal]:
+        strat = self.strategies.get(bar.symbol) or self._new(bar.symbol)
+        strat._event = bar
+        strat.on_bar(bar)
+        if strat._out:
+            out = strat._out
+            strat._out = []
+            return out
+        return _EMPTY
+
+    def on_trade(self, tick: TradeTick) -> tuple[Signal, ...] | list[Signal]:
+        strat = self.strategies.get(tick.symbol) or self._new(tick.symbol)
+        return self._run(strat, tick, strat.on_trade)
+
+    def on_quote(self, quote: QuoteTick) -> tuple[Signal, ...] | list[Signal]:
+        strat = self.strategies.get(quote.symbol) or self._new(quote.symbol)
+        return self._run(strat, quote, strat.on_quote)
+
+    def on_market(self, ev: Bar | TradeTick | QuoteTick) -> tuple[Signal, ...] | list[Signal]:
+        if type(ev) is Bar:
+            return self.on_bar(ev)
+        if type(ev) is TradeTick:
+            return self.on_trade(ev)
+        return self.on_quote(ev)
+
+    # --- restart --------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        """Strategies are user classes with arbitrary state: they are pickled as they are."""
+        import base64
+        import pickle
+
+        return {"strategies": base64.b64encode(pickle.dumps(self.strategies)).decode()}
+
+    def set_state(self, st: dict[str, Any]) -> None:
+        import base64
+        import pickle
+
+        self.strategies = pickle.loads(base64.b64decode(st["strategies"]))
