@@ -1,0 +1,1 @@
+"""Alembic migrations of the Claire schema (run them with ``claire db upgrade``)."""
