@@ -1,0 +1,240 @@
+"""Build and run one service of the distributed runtime (`claire service NAME`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from claire.bus import make_bus
+from claire.bus.base import Bus
+from claire.engine.backtest import BacktestConfig, build_core
+from claire.events import IdFactory
+from claire.portfolio import Portfolio
+from claire.risk import RiskConfig
+from claire.services.http import HealthServer
+from claire.services.metrics import ServiceMetrics
+from claire.services.runner import MarketDataService, StageService, WriterService, stage_inputs
+from claire.services.stages import (
+    PIPE_RESULTS,
+    PIPE_SIGNALS,
+    ExecutionStage,
+    PortfolioStage,
+    RiskStage,
+    SignalStage,
+    partition_stream,
+)
+
+log = logging.getLogger("claire.services")
+
+SERVICES = ["marketdata", "signal", "risk", "execution", "portfolio", "writer"]
+DEFAULT_PORTS = {"marketdata": 8000, "signal": 8001, "risk": 8002, "execution": 8003, "portfolio": 8004, "writer": 8005}
+
+
+# --- the run spec: everything a service needs, shared by all services of a run ---------------
+
+def spec_from_config(cfg: BacktestConfig, *, bus_url: str, prefix: str, database_url: str | None,
+                     partitions: int = 1, speed: float | None = None, synthetic: int = 0,
+                     ports: dict[str, int] | None = None) -> dict[str, Any]:
+    return {
+        "run_id": cfg.run_key(),
+        "bus_url": bus_url,
+        "prefix": prefix,
+        "database_url": database_url,
+        "partitions": partitions,
+        "speed": speed,
+        "synthetic": synthetic,
+        "ports": ports or DEFAULT_PORTS,
+        "backtest": {
+            "data": [str(Path(p).resolve()) for p in cfg.data], "symbol": cfg.symbol, "strategy": cfg.strategy,
+            "params": {k: str(v) for k, v in cfg.params.items()},
+            "quantity": str(cfg.quantity) if cfg.quantity is not None else None,
+            "fee_bps": str(cfg.fee_bps), "maker_fee_bps": str(cfg.maker_fee_bps) if cfg.maker_fee_bps is not None else None,
+            "slippage_bps": str(cfg.slippage_bps), "fill": cfg.fill, "risk": cfg.risk,
+            "risk_config": msgspec.to_builtins(cfg.risk_config) if cfg.risk_config is not None else None,
+            "start_cash": str(cfg.start_cash),
+            "max_volume_share": str(cfg.max_volume_share) if cfg.max_volume_share is not None else None,
+            "max_quote_share": str(cfg.max_quote_share) if cfg.max_quote_share is not None else None,
+            "out": str(cfg.out) if cfg.out else None, "run_id": cfg.run_key(),
+        },
+    }
+
+
+def config_from_spec(spec: dict[str, Any]) -> BacktestConfig:
+    from claire.strategy.base import coerce_params
+    from claire.strategy.registry import load_strategy
+
+    b = spec["backtest"]
+    D = Decimal
+    cls = load_strategy(b["strategy"])
+    return BacktestConfig(
+        data=[Path(p) for p in b["data"]], symbol=b["symbol"], strategy=b["strategy"],
+        params=coerce_params(cls, b["params"]),
+        quantity=D(b["quantity"]) if b["quantity"] is not None else None,
+        fee_bps=D(b["fee_bps"]), maker_fee_bps=D(b["maker_fee_bps"]) if b["maker_fee_bps"] is not None else None,
+        slippage_bps=D(b["slippage_bps"]), fill=b["fill"], risk=b["risk"],
+        risk_config=msgspec.convert(b["risk_config"], RiskConfig) if b["risk_config"] is not None else None,
+        start_cash=D(b["start_cash"]),
+        max_volume_share=D(b["max_volume_share"]) if b["max_volume_share"] is not None else None,
+        max_quote_share=D(b["max_quote_share"]) if b["max_quote_share"] is not None else None,
+        out=b["out"], run_id=b["run_id"],
+    )
+
+
+def market_events(spec: dict[str, Any], cfg: BacktestConfig) -> Any:
+    if spec.get("synthetic"):
+        from claire.marketdata import synthetic_bars
+
+        return synthetic_bars(["BTCUSDT", "ETHUSDT"], int(spec["synthetic"]), 1_767_225_600_000_000_000)
+    from claire.marketdata import open_market_data
+
+    return open_market_data(cfg.data, cfg.symbol)
+
+
+def run_hash(spec: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(spec["backtest"], sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _with_db_retry(fn: Any, what: str, timeout: float = 120.0) -> Any:
+    """Start-up work against a database that may be restarting: retry with capped backoff."""
+    from sqlalchemy.exc import OperationalError
+
+    delay, deadline = 0.2, time.monotonic() + timeout
+    while True:
+        try:
+            return fn()
+        except OperationalError as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s failed (%s); retrying in %.1fs", what, type(exc).__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+# --- building one service ----------------------------------------------------------------------
+
+class Service:
+    """A built service: its loop, metrics and health/readiness checks."""
+
+    def __init__(self, name: str, loop: Any, metrics: ServiceMetrics, bus: Bus, extra_ready: Any = None) -> None:
+        self.name = name
+        self.loop = loop
+        self.metrics = metrics
+        self.bus = bus
+        self.extra_ready = extra_ready
+        self.started = time.time()
+
+    def health(self) -> dict[str, Any]:
+        return {"uptime_s": round(time.time() - self.started, 1),
+                "processed": getattr(self.loop, "processed", getattr(self.loop, "written", None)),
+                "done": bool(getattr(self.loop, "done", False) or getattr(self.loop, "final_persisted", False)
+                             or getattr(getattr(self.loop, "stage", None), "done", False))}
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        checks: dict[str, Any] = {}
+        try:
+            ping = getattr(self.bus, "ping", None)
+            checks["bus"] = bool(ping()) if ping else True
+        except Exception as exc:
+            checks["bus"] = f"unreachable: {exc}"
+        if self.extra_ready is not None:
+            checks.update(self.extra_ready())
+        last = getattr(self.loop, "last_event_ts", 0)
+        checks["last_event_age_s"] = round(time.time() - last / 1e9, 3) if last else None
+        ok = all(v is True for k, v in checks.items() if k not in ("last_event_age_s",))
+        return ok, {"checks": checks}
+
+
+def build_service(name: str, spec: dict[str, Any], bus: Bus, replica: int = 0, batch: int = 500) -> Service:
+    cfg = config_from_spec(spec)
+    partitions = int(spec.get("partitions", 1))
+    metrics = ServiceMetrics(name if name != "signal" else f"signal-{replica}")
+    ids = IdFactory(cfg.run_key())
+    if name == "marketdata":
+        speed = spec.get("speed")
+        loop = MarketDataService(bus, market_events(spec, cfg), partitions, speed, batch=batch, metrics=metrics)
+        return Service(name, loop, metrics, bus)
+    if name == "writer":
+        from claire.storage import Database, EventWriter
+
+        db = Database(spec["database_url"])
+        _with_db_retry(db.upgrade, "schema upgrade")
+        writer = EventWriter(db, cfg.run_key(), mode="paper", config=spec["backtest"])
+        loop = WriterService(bus, writer, partitions, metrics=metrics)
+
+        def db_ready() -> dict[str, Any]:
+            try:
+                db.check()
+                return {"database": True}
+            except Exception as exc:
+                return {"database": f"unreachable: {type(exc).__name__}"}
+
+        return Service(name, loop, metrics, bus, db_ready)
+    core = build_core(cfg, lambda e: None, ids)
+    inputs = stage_inputs(name, replica, partitions)
+    if name == "signal":
+        stage: Any = SignalStage(core.signals, partition_stream(PIPE_SIGNALS, replica, partitions))
+        svc_name = f"signal-{replica}" if partitions > 1 else "signal"
+    elif name == "risk":
+        stage = RiskStage(core.risk, core.portfolio, partitions, clock=core.clock)
+        svc_name = name
+    elif name == "execution":
+        stage = ExecutionStage(core.execution)
+        svc_name = name
+    elif name == "portfolio":
+        stage = PortfolioStage(Portfolio(cfg.start_cash, ids))
+        svc_name = name
+    else:
+        raise ValueError(f"unknown service {name!r} (one of {', '.join(SERVICES)})")
+    if name == "risk":
+        part_of = {partition_stream(PIPE_SIGNALS, i, partitions): i for i in range(partitions)}
+
+        def handle(stream: str, ev: Any, raw: bytes) -> Any:
+            if stream == PIPE_RESULTS:
+                return stage.handle_feedback(ev, raw)
+            return stage.handle_signal_stream(ev, raw, part_of[stream])
+    else:  # one input stream
+
+        def handle(stream: str, ev: Any, raw: bytes) -> Any:
+            return stage.handle(ev, raw)
+
+    loop = StageService(svc_name, bus, inputs, handle, stage, metrics, batch=batch)
+    if name == "portfolio":
+        loop.skip_prefixes = (b'{"type":"order"',)  # echoed orders: nothing for the portfolio
+    return Service(svc_name, loop, metrics, bus)
+
+
+def run_service(name: str, spec: dict[str, Any], replica: int = 0, port: int | None = None,
+                stop: threading.Event | None = None) -> int:
+    """Run one service until SIGTERM/SIGINT (or ``stop``): finish the batch in hand, exit 0."""
+    stop = stop or threading.Event()
+    bus = make_bus(spec["bus_url"], prefix=spec["prefix"])
+    svc = build_service(name, spec, bus, replica)
+    if port is None:
+        port = int(spec.get("ports", DEFAULT_PORTS).get(name, 0)) + (10 * replica if name == "signal" else 0)
+    # 127.0.0.1 by default; containers set CLAIRE_HTTP_HOST=0.0.0.0 (Prometheus, published ports)
+    host = os.environ.get("CLAIRE_HTTP_HOST", "127.0.0.1")
+    server = HealthServer(port, svc.name, svc.metrics.registry, svc.health, svc.ready, host=host).start()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    log.info("%s: serving /health /ready /metrics on port %d (pid %d)", svc.name, server.port, os.getpid())
+    try:
+        svc.loop.run(stop)
+        stop.wait()  # market data returns after end of data: stay up (health) until told to stop
+    finally:
+        server.stop()
+        if name == "writer":
+            svc.loop.writer.close()
+        bus.close()
+    log.info("%s: stopped cleanly", svc.name)
+    return 0

@@ -1,0 +1,57 @@
+"""`claire up --wait`: follow a distributed run to its end and write the same run files."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from claire.bus import make_bus
+from claire.events import IdFactory
+from claire.portfolio import Portfolio
+from claire.reporting import Recorder, summarize
+from claire.reporting.runfiles import write_run_files
+from claire.services.app import config_from_spec
+from claire.services.runner import ReportService
+from claire.services.stages import PortfolioStage
+
+
+def wait_and_report(spec: dict[str, Any], timeout: float = 3600, console: Any = None) -> dict[str, Any]:
+    cfg = config_from_spec(spec)
+    bus = make_bus(spec["bus_url"], prefix=spec["prefix"])
+    recorder = Recorder()
+    stage = PortfolioStage(Portfolio(cfg.start_cash, IdFactory(cfg.run_key())))
+    rep = ReportService(bus, recorder, stage, int(spec.get("partitions", 1)))
+    rep.ensure_groups()
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    try:
+        while time.monotonic() < deadline:
+            n = rep.step(block_ms=200)
+            if rep.done and n == 0:
+                cp = bus.load_checkpoint("writer")
+                if cp is not None and b"final_persisted" in cp[1]:
+                    break
+        else:
+            raise TimeoutError(f"the run did not finish within {timeout:.0f}s (see `claire status` and the logs)")
+    finally:
+        bus.close()
+    summary = summarize(recorder, stage.portfolio, {
+        "runtime": "distributed", "strategy": cfg.strategy, "params": {k: str(v) for k, v in cfg.params.items()},
+        "risk": cfg.risk, "fill": cfg.fill, "fee_bps": str(cfg.fee_bps), "symbols": sorted({f.symbol for f in recorder.signals}),
+        "seconds": round(time.monotonic() - t0, 3), "signal_replicas": int(spec.get("partitions", 1)),
+        "events": stage.cur,
+    })
+    if spec.get("database_url"):
+        from claire.reporting.performance import performance_rows
+        from claire.storage import Database
+        from claire.storage.performance import write_performance
+
+        db = Database(spec["database_url"])
+        try:
+            write_performance(db, cfg.run_key(), performance_rows(recorder, stage.portfolio, summary))
+        finally:
+            db.dispose()
+    if cfg.out:
+        write_run_files(Path(cfg.out), recorder, summary)
+    return summary

@@ -1,0 +1,388 @@
+"""Pipeline stages of the distributed runtime: the core components behind ordered streams.
+
+Each stage is a deterministic state machine like the components it wraps: ``handle`` takes one
+decoded input event (plus its raw bytes, so forwarded events are not re-encoded) and returns the
+outputs as ``(stream, event_or_raw_bytes)`` pairs. The service loop (``services.runner``) adds the
+bus: reading, committing outputs + acks + checkpoint atomically, dead letters, metrics.
+
+Every stage forwards the market events it has processed, in order, between its own outputs, so
+the next stage consumes one totally ordered stream and does exactly what ``TradingCore`` does in
+one process (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import deque
+from typing import Any
+
+import msgspec
+
+from claire.events import (
+    Alert,
+    Bar,
+    Control,
+    Event,
+    Order,
+    OrderResult,
+    OrderStatus,
+    PortfolioSnapshot,
+    QuoteTick,
+    RiskEvent,
+    Signal,
+    TradeTick,
+    decode,
+)
+from claire.execution import PaperExecution
+from claire.portfolio import Portfolio
+from claire.risk import RiskManager
+from claire.strategy.engine import SignalEngine
+
+MARKET = (Bar, TradeTick, QuoteTick)
+Out = tuple[str, Any]  # (stream, Event or raw bytes)
+
+# topic streams (P7): each event type once, for the writer and anyone else
+MARKET_DATA = "market_data"
+SIGNALS = "signals"
+ORDERS = "orders"
+ORDER_RESULTS = "order_results"
+SNAPSHOTS = "portfolio_snapshots"
+RISK_EVENTS = "risk_events"
+ALERTS = "alerts"
+# pipeline streams: a stage's outputs in order between the market events it forwards, read by
+# the next stage (one totally ordered input each)
+PIPE_SIGNALS = "pipe.signals"
+PIPE_ORDERS = "pipe.orders"
+PIPE_RESULTS = "pipe.order_results"
+
+TERMINAL = frozenset({OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED})
+
+
+def partition_stream(base: str, index: int, partitions: int) -> str:
+    return base if partitions <= 1 else f"{base}.p{index}"
+
+
+def partition_of(symbol: str, partitions: int) -> int:
+    import zlib
+
+    return zlib.crc32(symbol.encode()) % partitions if partitions > 1 else 0
+
+
+def with_seq(ev: Event, seq: int) -> Event:
+    return ev if ev.seq == seq else msgspec.structs.replace(ev, seq=seq)
+
+
+def _topic_out(ev: Event) -> Out:
+    t = type(ev)
+    if t is RiskEvent:
+        return (RISK_EVENTS, ev)
+    if t is Alert:
+        return (ALERTS, ev)
+    if t is PortfolioSnapshot:
+        return (SNAPSHOTS, ev)
+    if t is Order:
+        return (ORDERS, ev)
+    if t is OrderResult:
+        return (ORDER_RESULTS, ev)
+    if t is Signal:
+        return (SIGNALS, ev)
+    raise TypeError(f"no stream for {t.__name__}")
+
+
+class SignalStage:
+    """market_data[.pN] -> pipe.signals[.pN]: forwards each market event, then its signals
+    (which also go to the ``signals`` topic)."""
+
+    def __init__(self, engine: SignalEngine, out_stream: str = PIPE_SIGNALS) -> None:
+        self.engine = engine
+        self.out = out_stream
+        self.last_seq = 0
+
+    def handle(self, ev: Event, raw: bytes) -> list[Out]:
+        t = type(ev)
+        if t in MARKET:
+            if ev.seq and ev.seq <= self.last_seq:
+                return []  # already processed (redelivery)
+            self.last_seq = ev.seq
+            out: list[Out] = [(self.out, raw)]
+            for s in self.engine.on_market(ev):  # type: ignore[arg-type]
+                s = with_seq(s, ev.seq)
+                out.append((self.out, s))
+                out.append((SIGNALS, s))
+            return out
+        if t is Control:
+            return [(self.out, raw)]
+        raise TypeError(f"signal stage does not take {t.__name__}")
+
+    def get_state(self) -> dict[str, Any]:
+        return {"last_seq": self.last_seq, "engine": self.engine.get_state()}
+
+    def set_state(self, st: dict[str, Any]) -> None:
+        self.last_seq = st["last_seq"]
+        self.engine.set_state(st["engine"])
+
+
+class RiskStage:
+    """pipe.signals[.pN] (+ feedback from pipe.order_results) -> pipe.orders (+ topics orders,
+    risk_events, alerts).
+
+    Keeps a mirror portfolio fed in stream order from order_results. Before it decides anything
+    while orders are outstanding, it waits until execution has echoed everything risk sent it
+    (``echoed >= sent``): then every fill that the one-process core would have applied by now has
+    been applied to the mirror.
+    """
+
+    def __init__(self, risk: RiskManager, mirror: Portfolio, partitions: int = 1, clock: Any = None) -> None:
+        self.risk = risk
+        self.clock = clock  # the risk manager's event clock: advanced to each market event decided
+        self.mirror = mirror
+        self.partitions = partitions
+        self.queues: list[deque[tuple[Event, bytes]]] = [deque() for _ in range(partitions)]
+        self.cur = 0  # seq of the market event being processed
+        self.cur_part = 0  # the partition it came from
+        self.forwarded = False  # the current head market event has been forwarded to execution
+        self.sent = 0
+        self.echoed = 0
+        self.outstanding: set[str] = set()
+        self.mirror_seq = 0
+        self.eod_seen: set[int] = set()
+        self.done = False
+        self.lagging = False  # moved past bars while fills were still coming: the mirror catches up
+
+    # --- inputs ---------------------------------------------------------------------------
+    def handle_signal_stream(self, ev: Event, raw: bytes, partition: int = 0) -> list[Out]:
+        self.queues[partition].append((ev, raw))
+        return self.drain()
+
+    def handle_feedback(self, ev: Event, raw: bytes) -> list[Out]:
+        out: list[Out] = []
+        t = type(ev)
+        if t is OrderResult:
+            if ev.is_fill:
+                for snap in self.mirror.on_fill(ev):
+                    out += [_topic_out(e) for e in self.risk.on_snapshot(snap)]
+            if ev.status in TERMINAL:
+                self.outstanding.discard(ev.order_id)
+        elif t in MARKET:
+            self.echoed += 1
+            if ev.seq > self.mirror_seq:
+                self._mirror_market(ev, out)
+        elif t is Order or t is Control:
+            self.echoed += 1
+        return out + self.drain()
+
+    # --- core -----------------------------------------------------------------------------
+    QUEUE_READ = 50
+
+    def read_limit(self, inputs: list[str], count: int) -> tuple[list[str], int]:
+        """What the service should read next: only feedback while blocked (the queue does not
+        grow with the backlog, so checkpoints stay small), else a few messages at a time."""
+        if self._blocked():
+            return [PIPE_RESULTS], count
+        return inputs, min(count, self.QUEUE_READ)
+
+    def _blocked(self) -> bool:
+        return (bool(self.outstanding) or self.lagging) and self.echoed < self.sent
+
+    def _may_skip_ahead(self, i: int, ev: Event) -> bool:
+        """A bar followed by something other than its signals needs no decision now: risk may
+        move past it without waiting for the fills (the mirror applies them, in order, later;
+        signals and end of data still wait for the mirror)."""
+        if type(ev) is not Bar or self.partitions != 1 or self.risk.delayed:
+            return False
+        q = self.queues[i]
+        return len(q) > 1 and type(q[1][0]) is not Signal
+
+    def _mirror_market(self, ev: Any, out: list[Out]) -> None:
+        snap = self.mirror.on_market(ev)
+        self.mirror_seq = ev.seq
+        if snap is not None:
+            out += [_topic_out(e) for e in self.risk.on_snapshot(snap)]
+
+    def _head(self) -> tuple[int, Event, bytes] | None:
+        """The next input in the one-process order: signals of the current event, else the next event.
+
+        The signals of event N follow it in its partition, so the merge only moves past N once
+        that partition shows what comes after them.
+        """
+        q = self.queues[self.cur_part]
+        if not q and self.cur:
+            return None
+        if q:
+            ev = q[0][0]
+            if type(ev) is Signal and ev.seq == self.cur:
+                return self.cur_part, ev, q[0][1]
+        for i, q in enumerate(self.queues):
+            if q:
+                ev = q[0][0]
+                if type(ev) in MARKET and ev.seq == self.cur + 1:
+                    return i, ev, q[0][1]
+        if self.partitions == 1 and self.queues[0]:
+            ev, raw = self.queues[0][0]
+            if type(ev) is Control or (type(ev) in MARKET and ev.seq > self.cur):
+                return 0, ev, raw  # gaps are allowed with one partition
+        if all(q and type(q[0][0]) is Control for q in self.queues):
+            return 0, self.queues[0][0][0], self.queues[0][0][1]
+        return None
+
+    def drain(self) -> list[Out]:
+        out: list[Out] = []
+        while True:
+            head = self._head()
+            if head is None:
+                return out
+            i, ev, raw = head
+            t = type(ev)
+            if t is Signal:
+                if self._blocked():
+                    return out
+                self.queues[i].popleft()
+                for e in self.risk.on_signal(ev):
+                    if type(e) is Order:
+                        e = with_seq(e, self.cur)
+                        self.sent += 1
+                        self.outstanding.add(e.id)
+                        out.append((PIPE_ORDERS, e))
+                    out.append(_topic_out(e))
+                continue
+            if t is Control:
+                if self._blocked():
+                    return out
+                for e in self.risk.flush_delayed(ev.ts_event):
+                    out.append(_topic_out(e))
+                if not self.forwarded:
+                    out.append((PIPE_ORDERS, raw))
+                    self.sent += 1
+                    self.forwarded = True
+                for q in self.queues:
+                    q.popleft()
+                self.forwarded = False
+                self.done = True
+                continue
+            # a market event
+            if not self.forwarded:
+                out.append((PIPE_ORDERS, raw))
+                self.sent += 1
+                self.forwarded = True
+            if self._blocked():
+                if not self._may_skip_ahead(i, ev):
+                    return out
+                self.lagging = True
+            elif self.lagging:
+                self.lagging = False  # every echo is in: the mirror is up to date
+            self.queues[i].popleft()
+            self.forwarded = False
+            self.cur = ev.seq
+            self.cur_part = i
+            if self.clock is not None:
+                self.clock.now = ev.ts_event
+            if not self.lagging and ev.seq > self.mirror_seq:
+                self._mirror_market(ev, out)
+            for e in self.risk.on_market(ev):  # type: ignore[arg-type]
+                if type(e) is Order:
+                    e = with_seq(e, self.cur)
+                    self.sent += 1
+                    self.outstanding.add(e.id)
+                    out.append((PIPE_ORDERS, e))
+                out.append(_topic_out(e))
+
+    # --- checkpoint -----------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "risk": self.risk.get_state(), "mirror": self.mirror.get_state(),
+            "queues": [[base64.b64encode(raw).decode() for _, raw in q] for q in self.queues],
+            "cur": self.cur, "cur_part": self.cur_part, "forwarded": self.forwarded, "sent": self.sent, "echoed": self.echoed,
+            "outstanding": sorted(self.outstanding), "mirror_seq": self.mirror_seq, "done": self.done,
+            "lagging": self.lagging, "now": self.clock.now if self.clock is not None else 0,
+        }
+
+    def set_state(self, st: dict[str, Any]) -> None:
+        self.risk.set_state(st["risk"])
+        self.mirror.set_state(st["mirror"])
+        self.queues = []
+        for q in st["queues"]:
+            dq: deque[tuple[Event, bytes]] = deque()
+            for b in q:
+                raw = base64.b64decode(b)
+                dq.append((decode(raw), raw))
+            self.queues.append(dq)
+        self.cur, self.forwarded, self.sent, self.echoed = st["cur"], st["forwarded"], st["sent"], st["echoed"]
+        self.cur_part = st["cur_part"]
+        self.outstanding = set(st["outstanding"])
+        self.mirror_seq, self.done = st["mirror_seq"], st["done"]
+        self.lagging = st.get("lagging", False)
+        if self.clock is not None:
+            self.clock.now = st.get("now", 0)
+
+
+class ExecutionStage:
+    """pipe.orders -> pipe.order_results: results (also on the ``order_results`` topic), then an
+    echo of each market event and order processed."""
+
+    def __init__(self, execution: PaperExecution) -> None:
+        self.execution = execution
+        self.cur = 0
+        self.last_ts = 0
+
+    def handle(self, ev: Event, raw: bytes) -> list[Out]:
+        t = type(ev)
+        cur = self.cur
+        if t in MARKET:
+            self.cur = cur = ev.seq
+            self.last_ts = ev.ts_event
+            results = self.execution.on_market(ev)  # type: ignore[arg-type]
+        elif t is Order:
+            results = self.execution.on_order(ev)
+        elif t is Control:
+            results = self.execution.cancel_all(max(ev.ts_event, self.last_ts), "end of data")
+        else:
+            raise TypeError(f"execution stage does not take {t.__name__}")
+        out: list[Out] = []
+        for r in results:
+            r = with_seq(r, cur)
+            out.append((PIPE_RESULTS, r))
+            out.append((ORDER_RESULTS, r))
+        out.append((PIPE_RESULTS, raw))  # the echo: execution has processed this
+        return out
+
+    def get_state(self) -> dict[str, Any]:
+        return {"cur": self.cur, "last_ts": self.last_ts, "execution": self.execution.get_state()}
+
+    def set_state(self, st: dict[str, Any]) -> None:
+        self.cur, self.last_ts = st["cur"], st["last_ts"]
+        self.execution.set_state(st["execution"])
+
+
+class PortfolioStage:
+    """pipe.order_results -> portfolio_snapshots, in the stream's (the core's) order."""
+
+    def __init__(self, portfolio: Portfolio) -> None:
+        self.portfolio = portfolio
+        self.cur = 0
+        self.done = False
+        self.now = 0
+
+    def handle(self, ev: Event, raw: bytes) -> list[Out]:
+        t = type(ev)
+        pf = self.portfolio
+        if t is OrderResult:
+            if not ev.is_fill:
+                return []
+            return [(SNAPSHOTS, with_seq(s, self.cur)) for s in pf.on_fill(ev)]
+        if t in MARKET:
+            self.cur = ev.seq
+            self.now = ev.ts_event
+            snap = pf.on_market(ev)  # type: ignore[arg-type]
+            return [(SNAPSHOTS, with_seq(snap, ev.seq))] if snap is not None else []
+        if t is Control:
+            self.done = True
+            ts = max(ev.ts_event, self.now, pf.last_ts)
+            return [(SNAPSHOTS, with_seq(pf.snapshot(ts, "final"), self.cur))]
+        return []  # echoed orders
+
+    def get_state(self) -> dict[str, Any]:
+        return {"cur": self.cur, "done": self.done, "now": self.now, "portfolio": self.portfolio.get_state()}
+
+    def set_state(self, st: dict[str, Any]) -> None:
+        self.cur, self.done, self.now = st["cur"], st["done"], st["now"]
+        self.portfolio.set_state(st["portfolio"])

@@ -1,0 +1,172 @@
+"""`claire up` / `status` / `down`: every service as its own process against Redis and PostgreSQL.
+
+State lives in ``--state-dir`` (default ``.claire``): ``spec.json`` (the run, shared by every
+service), ``pids.json`` and the logs (``logs/<service>/<YYYY-MM-DD>.log``). Services start by
+dependency level (writer, portfolio, execution, risk, signal replicas, market data last), after
+the consumer groups exist, so no message is published before its readers are known.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from claire.bus import make_bus
+from claire.bus.base import Bus
+from claire.services.app import DEFAULT_PORTS
+from claire.services.runner import stage_inputs
+from claire.services.stages import (
+    ALERTS,
+    ORDER_RESULTS,
+    ORDERS,
+    PIPE_RESULTS,
+    RISK_EVENTS,
+    SIGNALS,
+    SNAPSHOTS,
+)
+
+START_ORDER = ["writer", "portfolio", "execution", "risk", "signal", "marketdata"]
+
+
+def service_list(partitions: int) -> list[tuple[str, int, str]]:
+    """(service, replica, display name) in start order."""
+    out = []
+    for name in START_ORDER:
+        if name == "signal":
+            out += [("signal", i, f"signal-{i}" if partitions > 1 else "signal") for i in range(partitions)]
+        else:
+            out.append((name, 0, name))
+    return out
+
+
+def port_of(spec: dict[str, Any], name: str, replica: int) -> int:
+    return int(spec.get("ports", DEFAULT_PORTS)[name]) + (10 * replica if name == "signal" else 0)
+
+
+def create_groups(bus: Bus, partitions: int, report: bool = True) -> None:
+    for i in range(partitions):
+        for s in stage_inputs("signal", i, partitions):
+            bus.ensure_group(s, "signal-" + str(i) if partitions > 1 else "signal", "0")
+    for name in ("risk", "execution", "portfolio"):
+        for s in stage_inputs(name, 0, partitions):
+            bus.ensure_group(s, name, "0")
+    topics = [SIGNALS, ORDERS, ORDER_RESULTS, SNAPSHOTS, RISK_EVENTS, ALERTS]
+    for s in topics:
+        bus.ensure_group(s, "writer", "0")
+    if report:
+        for s in (SIGNALS, ORDERS, PIPE_RESULTS, RISK_EVENTS, ALERTS):
+            bus.ensure_group(s, "report", "0")
+
+
+def purge(bus: Bus) -> int:
+    """Delete every key of this run's prefix (a fresh start)."""
+    client = getattr(bus, "client", None)
+    if client is None:
+        return 0
+    n = 0
+    for key in client.scan_iter(match=bus.prefix + "*", count=1000):
+        client.delete(key)
+        n += 1
+    return n
+
+
+def start_service(spec_path: Path, name: str, replica: int, log_dir: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "claire.cli.main", "service", name, "--spec", str(spec_path),
+           "--replica", str(replica), "--log-dir", str(log_dir)]
+    svc_dir = log_dir / (f"signal-{replica}" if name == "signal" else name)
+    svc_dir.mkdir(parents=True, exist_ok=True)
+    err = (svc_dir / "stderr.log").open("ab")
+    return subprocess.Popen(cmd, stdout=err, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, **(env or {})})
+
+
+def up(spec: dict[str, Any], state_dir: Path, fresh: bool = True) -> dict[str, int]:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    spec_path = state_dir / "spec.json"
+    spec_path.write_text(json.dumps(spec, indent=2))
+    log_dir = state_dir / "logs"
+    bus = make_bus(spec["bus_url"], prefix=spec["prefix"])
+    try:
+        if fresh:
+            purge(bus)
+        create_groups(bus, int(spec.get("partitions", 1)))
+    finally:
+        bus.close()
+    pids: dict[str, int] = {}
+    for name, replica, display in service_list(int(spec.get("partitions", 1))):
+        proc = start_service(spec_path, name, replica, log_dir)
+        pids[display] = proc.pid
+    (state_dir / "pids.json").write_text(json.dumps(pids, indent=2))
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child counts as dead
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return True
+
+
+def _get(url: str, timeout: float = 1.0) -> tuple[int, dict[str, Any] | None]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read())
+        except Exception:
+            return exc.code, None
+    except Exception:
+        return 0, None
+
+
+def status(state_dir: Path) -> list[dict[str, Any]]:
+    pids = json.loads((state_dir / "pids.json").read_text()) if (state_dir / "pids.json").exists() else {}
+    spec = json.loads((state_dir / "spec.json").read_text()) if (state_dir / "spec.json").exists() else {}
+    rows = []
+    for display, pid in pids.items():
+        name, _, rep = display.partition("-")
+        port = port_of(spec, name, int(rep or 0))
+        alive = _alive(pid)
+        hcode, health = _get(f"http://127.0.0.1:{port}/health") if alive else (0, None)
+        rcode, ready = _get(f"http://127.0.0.1:{port}/ready") if alive else (0, None)
+        rows.append({"service": display, "pid": pid, "alive": alive, "port": port,
+                     "health": hcode == 200, "ready": rcode == 200, "detail": (health or {}) | (ready or {})})
+    return rows
+
+
+def down(state_dir: Path, timeout: float = 20.0) -> dict[str, str]:
+    pids = json.loads((state_dir / "pids.json").read_text()) if (state_dir / "pids.json").exists() else {}
+    result: dict[str, str] = {}
+    for pid in pids.values():
+        if _alive(pid):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for display, pid in pids.items():
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            result[display] = "killed"
+        else:
+            result[display] = "stopped"
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+    if pids:
+        (state_dir / "pids.json").write_text("{}")
+    return result
