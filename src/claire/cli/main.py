@@ -1,0 +1,482 @@
+"""The `claire` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    name="claire",
+    help="Claire de Binare: event-driven crypto paper trading (replay, paper, distributed).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+bench_app = typer.Typer(help="Benchmarks (figures, not tests).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+console = Console(stderr=True)
+out = Console()
+
+
+def _register_optional() -> None:
+    try:
+        from claire.cli.db import app as db_app
+    except ImportError:  # pragma: no cover - storage not installed
+        return
+    app.add_typer(db_app, name="db", help="Database: migrations, backup, restore.")
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(code)
+
+
+def _dec(name: str, text: str | None) -> Decimal | None:
+    if text is None:
+        return None
+    try:
+        v = Decimal(text)
+    except InvalidOperation:
+        _fail(f"{name} {text!r} is not a number")
+    if not v.is_finite():
+        _fail(f"{name} {text!r} is not a finite number")
+    return v
+
+
+# options shared by backtest / paper / up
+DataOpt = Annotated[list[Path], typer.Option("--data", "-d", help="Market data file(s): .feather bars, .gz Binance capture, .parquet ticks. Repeat for several symbols.")]
+SymbolOpt = Annotated[str | None, typer.Option(help="Symbol (exchange form, e.g. BTCUSDT); default: from the file name.")]
+StrategyOpt = Annotated[str, typer.Option(help="Built-in name (sma_cross, momentum) or module:Class.")]
+ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="Strategy parameter k=v (repeatable).")]
+QtyOpt = Annotated[str | None, typer.Option(help="Fixed order quantity (base asset); default: sized from equity and limits.")]
+FeeOpt = Annotated[str, typer.Option(help="Taker fee in bps (also the maker fee unless --maker-fee-bps).")]
+MakerOpt = Annotated[str | None, typer.Option(help="Maker fee in bps.")]
+SlipOpt = Annotated[str, typer.Option(help="Fixed slippage in bps against the taker.")]
+FillOpt = Annotated[str, typer.Option(help="Bar fill convention: next_open or close.")]
+RiskOpt = Annotated[str, typer.Option(help="Risk gate: default (limits from env/flags) or none.")]
+OutOpt = Annotated[Path | None, typer.Option(help="Directory for the run files.")]
+CashOpt = Annotated[str, typer.Option(help="Start capital in USDT.")]
+VolOpt = Annotated[str, typer.Option(help="Max share of a bar's volume one order may take per bar (0-1], or 'none'.")]
+
+
+def make_config(data: list[Path], symbol: str | None, strategy: str, param: list[str] | None,
+                quantity: str | None, fee_bps: str, maker_fee_bps: str | None, slippage_bps: str,
+                fill: str, risk: str, out_dir: Path | None, start_cash: str, max_volume_share: str,
+                risk_overrides: dict[str, Any] | None = None, db: str | None = None) -> Any:
+    from claire.config import ConfigError, risk_config_from_env
+    from claire.engine.backtest import BacktestConfig
+    from claire.strategy.registry import load_strategy, strategy_params
+
+    if fill not in ("next_open", "close"):
+        _fail(f"--fill must be next_open or close, got {fill!r}")
+    if risk not in ("default", "none"):
+        _fail(f"--risk must be default or none, got {risk!r}")
+    for p in data:
+        if not p.exists():
+            _fail(f"market data file not found: {p}")
+    try:
+        cls = load_strategy(strategy)
+        params = strategy_params(cls, param or [])
+    except ValueError as exc:
+        _fail(str(exc))
+    try:
+        risk_cfg = risk_config_from_env(**(risk_overrides or {}))
+    except ConfigError as exc:
+        _fail(str(exc))
+    vol = None if max_volume_share.strip().lower() in ("none", "off", "0") else _dec("--max-volume-share", max_volume_share)
+    if vol is not None and not (0 < vol <= 1):
+        _fail("--max-volume-share must be within (0, 1] or 'none'")
+    q = _dec("--quantity", quantity)
+    if q is not None and q <= 0:
+        _fail("--quantity must be > 0")
+    return BacktestConfig(
+        data=list(data), symbol=symbol, strategy=strategy, params=params,
+        quantity=q, fee_bps=_dec("--fee-bps", fee_bps), maker_fee_bps=_dec("--maker-fee-bps", maker_fee_bps),
+        slippage_bps=_dec("--slippage-bps", slippage_bps), fill=fill, risk=risk, risk_config=risk_cfg,
+        start_cash=_dec("--start-cash", start_cash), max_volume_share=vol, out=out_dir, db_url=db,
+    )
+
+
+def print_summary(summary: dict[str, Any], title: str = "Run summary") -> None:
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("symbols", ", ".join(summary.get("symbols", []))), ("period", f"{summary.get('start_time', '')} .. {summary.get('end_time', '')}"),
+        ("market events", f"{summary.get('events', 0):,}"), ("signals", summary["signals"]), ("orders", summary["orders"]),
+        ("fills", summary["fills"]), ("risk rejections", summary["risk_rejections"]),
+        ("round trips (closed)", summary["trades"]), ("open round trips", summary["open_trades"]),
+        ("win rate", f"{summary['win_rate']:.2%}" if summary["win_rate"] is not None else "-"),
+        ("realized PnL", summary["realized_pnl"]), ("unrealized PnL", summary["unrealized_pnl"]), ("fees", summary["fees"]),
+        ("final equity", summary["final_equity"]), ("total return", f"{summary['total_return_pct']:.3f} %"),
+        ("max drawdown", f"{summary['max_drawdown']:.3%}"), ("sharpe (daily, ann.)", summary["sharpe"]),
+        ("profit factor", summary["profit_factor"]),
+    ]
+    for k, v in rows:
+        table.add_row(k, "-" if v is None else str(v))
+    out.print(table)
+    if summary.get("rejections_by_check"):
+        out.print("risk rejections by check: " + ", ".join(f"{k} {v}" for k, v in summary["rejections_by_check"].items()))
+    for change in summary.get("trading_state_changes", []):
+        out.print(f"trading state -> [bold]{change['state']}[/] at {change['time']}: {change['reason']}")
+
+
+@app.command()
+def backtest(
+    data: DataOpt,
+    symbol: SymbolOpt = None,
+    strategy: StrategyOpt = "sma_cross",
+    param: ParamOpt = None,
+    quantity: QtyOpt = None,
+    fee_bps: FeeOpt = "10",
+    maker_fee_bps: MakerOpt = None,
+    slippage_bps: SlipOpt = "0",
+    fill: FillOpt = "next_open",
+    risk: RiskOpt = "default",
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Directory for the run files.")] = None,
+    start_cash: CashOpt = "100000",
+    max_volume_share: VolOpt = "0.25",
+    db: Annotated[str | None, typer.Option("--db", help="Also write every event to this database URL.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")] = False,
+) -> None:
+    """Replay market data through strategy, risk, paper execution and portfolio."""
+    cfg = make_config(data, symbol, strategy, param, quantity, fee_bps, maker_fee_bps, slippage_bps, fill, risk,
+                      out_dir, start_cash, max_volume_share, db=db)
+    from claire.engine.backtest import run_backtest_cli
+
+    summary = run_backtest_cli(cfg, progress=progress and not json_out, console=console)
+    if json_out:
+        out.print_json(json.dumps(summary, default=str))
+    else:
+        print_summary(summary)
+        if cfg.out:
+            out.print(f"run files: {cfg.out}/{{trades,fills,equity,risk_events}}.csv, summary.json")
+
+
+@app.command()
+def strategies() -> None:
+    """List the built-in strategies and their parameters."""
+    from claire.strategy.registry import load_strategy, strategy_names
+
+    for name in strategy_names():
+        cls = load_strategy(name)
+        params = ", ".join(f"{k}={v}" for k, v in cls.defaults.items())
+        out.print(f"[bold]{name}[/] ({cls.__module__}:{cls.__name__}) {params}")
+
+
+SpeedOpt = Annotated[str, typer.Option(help="Pace: 1 = event-time pace, N = N times faster, max = as fast as possible.")]
+
+
+def _speed(text: str) -> float | None:
+    if text.strip().lower() in ("max", "0", "inf"):
+        return None
+    v = _dec("--speed", text)
+    if v is None or v <= 0:
+        _fail("--speed must be > 0 or 'max'")
+    return float(v)
+
+
+def _events(cfg: Any, synthetic: int) -> Any:
+    from claire.services.app import market_events
+
+    return market_events({"synthetic": synthetic}, cfg)
+
+
+@app.command()
+def paper(
+    data: Annotated[list[Path] | None, typer.Option("--data", "-d", help="Market data file(s) to replay.")] = None,
+    synthetic: Annotated[int, typer.Option(help="Instead of --data: N synthetic 1m bars per symbol (BTCUSDT, ETHUSDT).")] = 0,
+    symbol: SymbolOpt = None,
+    strategy: StrategyOpt = "momentum",
+    param: ParamOpt = None,
+    quantity: QtyOpt = None,
+    fee_bps: FeeOpt = "10",
+    maker_fee_bps: MakerOpt = None,
+    slippage_bps: SlipOpt = "0",
+    fill: FillOpt = "next_open",
+    risk: RiskOpt = "default",
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Directory for the run files.")] = None,
+    start_cash: CashOpt = "100000",
+    max_volume_share: VolOpt = "0.25",
+    speed: SpeedOpt = "max",
+    db: Annotated[str | None, typer.Option("--db", help="Database URL (default CLAIRE_DATABASE_URL or sqlite:///claire.db).")] = None,
+    port: Annotated[int, typer.Option(help="Port of /health, /ready, /metrics.")] = 8000,
+    resume: Annotated[bool, typer.Option(help="Continue this run from its last checkpoint in the database, if any.")] = True,
+) -> None:
+    """Paper trading in one process: the core, the in-memory bus and the writer (SQLite by default)."""
+    from claire.config import database_url
+    from claire.engine.paper import run_paper
+
+    if not data and not synthetic:
+        _fail("give --data FILE (repeatable) or --synthetic N")
+    cfg = make_config(list(data or []), symbol, strategy, param, quantity, fee_bps, maker_fee_bps, slippage_bps, fill,
+                      risk, out_dir, start_cash, max_volume_share)
+    import signal as _signal
+    import threading
+
+    from rich.progress import Progress
+
+    events = _events(cfg, synthetic)
+    stop = threading.Event()
+    for sig in (_signal.SIGTERM, _signal.SIGINT):
+        _signal.signal(sig, lambda *_: stop.set())
+    with Progress(console=console) as bar:
+        task = bar.add_task("paper", total=getattr(events, "count", None) or (len(events) if isinstance(events, list) else None))
+        summary = run_paper(cfg, events, db_url=db or database_url(), speed=_speed(speed), port=port,
+                            progress=lambda n: bar.advance(task, n), stop=stop, resume=resume)
+    if not summary.get("completed", True):
+        out.print("[yellow]stopped: the state is saved; run the same command again to resume[/]")
+    print_summary(summary, "Paper run")
+    if cfg.out:
+        out.print(f"run files: {cfg.out}")
+
+
+@app.command()
+def service(
+    name: Annotated[str, typer.Argument(help="marketdata, signal, risk, execution, portfolio or writer.")],
+    spec: Annotated[Path, typer.Option(help="Run spec written by `claire up` (spec.json).")],
+    replica: Annotated[int, typer.Option(help="Replica index (signal service).")] = 0,
+    port: Annotated[int | None, typer.Option(help="Port of /health, /ready, /metrics (default from the spec).")] = None,
+    log_dir: Annotated[Path | None, typer.Option(help="Write logs to LOG_DIR/<service>/<YYYY-MM-DD>.log.")] = None,
+) -> None:
+    """Run one service of the distributed runtime until SIGTERM."""
+    from claire.services.app import SERVICES, run_service
+    from claire.services.logs import configure_logging
+
+    if name not in SERVICES:
+        _fail(f"unknown service {name!r} (one of {', '.join(SERVICES)})")
+    configure_logging(f"signal-{replica}" if name == "signal" else name, log_dir)
+    raise typer.Exit(run_service(name, json.loads(spec.read_text()), replica, port))
+
+
+StateOpt = Annotated[Path, typer.Option(help="State directory (spec, pids, logs).")]
+
+
+@app.command()
+def up(
+    data: Annotated[list[Path] | None, typer.Option("--data", "-d", help="Market data file(s) to replay.")] = None,
+    synthetic: Annotated[int, typer.Option(help="Instead of --data: N synthetic 1m bars per symbol.")] = 0,
+    symbol: SymbolOpt = None,
+    strategy: StrategyOpt = "momentum",
+    param: ParamOpt = None,
+    quantity: QtyOpt = None,
+    fee_bps: FeeOpt = "10",
+    maker_fee_bps: MakerOpt = None,
+    slippage_bps: SlipOpt = "0",
+    fill: FillOpt = "next_open",
+    risk: RiskOpt = "default",
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Directory for the run files (with --wait).")] = None,
+    start_cash: CashOpt = "100000",
+    max_volume_share: VolOpt = "0.25",
+    speed: SpeedOpt = "max",
+    signal_replicas: Annotated[int, typer.Option(help="Replicas of the signal service (symbols are shared out).")] = 1,
+    redis_url: Annotated[str | None, typer.Option("--redis", help="Redis URL (default CLAIRE_REDIS_URL or redis://127.0.0.1:6379/0).")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="Database URL (default CLAIRE_DATABASE_URL).")] = None,
+    state_dir: StateOpt = Path(".claire"),
+    wait: Annotated[bool, typer.Option(help="With a finite replay: return once everything is processed and persisted, write the run files, stop the services.")] = False,
+    fresh: Annotated[bool, typer.Option(help="Start from scratch (delete this run's bus keys); --no-fresh resumes.")] = True,
+    timeout: Annotated[float, typer.Option(help="With --wait: give up after this many seconds.")] = 3600,
+) -> None:
+    """Start every service as its own process against Redis and PostgreSQL."""
+    import os
+
+    from claire.config import database_url
+    from claire.services.app import run_hash, spec_from_config
+    from claire.services.supervisor import down as sv_down
+    from claire.services.supervisor import up as sv_up
+
+    if not data and not synthetic:
+        _fail("give --data FILE (repeatable) or --synthetic N")
+    cfg = make_config(list(data or []), symbol, strategy, param, quantity, fee_bps, maker_fee_bps, slippage_bps, fill,
+                      risk, out_dir, start_cash, max_volume_share)
+    bus_url = redis_url or os.environ.get("CLAIRE_REDIS_URL") or "redis://127.0.0.1:6379/0"
+    spec = spec_from_config(cfg, bus_url=bus_url, prefix="", database_url=db or database_url(),
+                            partitions=signal_replicas, speed=_speed(speed), synthetic=synthetic)
+    spec["prefix"] = f"claire:{{{run_hash(spec)}}}:"
+    pids = sv_up(spec, state_dir, fresh=fresh)
+    out.print(f"started {len(pids)} services: " + ", ".join(f"{k} (pid {v})" for k, v in pids.items()))
+    out.print(f"logs: {state_dir}/logs/<service>/<day>.log; `claire status`, `claire down`")
+    if not wait:
+        return
+    from claire.services.report import wait_and_report
+
+    try:
+        summary = wait_and_report(spec, timeout=timeout, console=console)
+    finally:
+        sv_down(state_dir)
+    print_summary(summary, "Distributed run")
+    if cfg.out:
+        out.print(f"run files: {cfg.out}")
+
+
+@app.command("spec")
+def spec_cmd(
+    data: Annotated[list[Path] | None, typer.Option("--data", "-d", help="Market data file(s) to replay.")] = None,
+    synthetic: Annotated[int, typer.Option(help="Instead of --data: N synthetic 1m bars per symbol.")] = 0,
+    symbol: SymbolOpt = None, strategy: StrategyOpt = "momentum", param: ParamOpt = None, quantity: QtyOpt = None,
+    fee_bps: FeeOpt = "10", maker_fee_bps: MakerOpt = None, slippage_bps: SlipOpt = "0", fill: FillOpt = "next_open",
+    risk: RiskOpt = "default", start_cash: CashOpt = "100000", max_volume_share: VolOpt = "0.25", speed: SpeedOpt = "max",
+    signal_replicas: Annotated[int, typer.Option(help="Replicas of the signal service (symbols are shared out).")] = 1,
+    redis_url: Annotated[str | None, typer.Option("--redis", help="Redis URL for the spec, without credentials; default: none, each service uses its CLAIRE_REDIS_URL.")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="Database URL for the spec, without password; default: none, each service uses its CLAIRE_DATABASE_URL.")] = None,
+    data_root: Annotated[str | None, typer.Option(help="Name the data files DATA_ROOT/<file name> (where containers mount them, e.g. /data).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the spec to this file (default: stdout).")] = None,
+) -> None:
+    """Write the run spec of a distributed run (spec.json) without starting anything (containers, deploy/)."""
+    from urllib.parse import urlsplit
+
+    from claire.services.app import run_hash, spec_from_config
+
+    if not data and not synthetic:
+        _fail("give --data FILE (repeatable) or --synthetic N")
+    for opt, url in (("--redis", redis_url), ("--db", db)):
+        if url and urlsplit(url).password is not None:
+            _fail(f"{opt} must not carry a password: the services read it from their environment")
+    cfg = make_config(list(data or []), symbol, strategy, param, quantity, fee_bps, maker_fee_bps, slippage_bps, fill,
+                      risk, None, start_cash, max_volume_share)
+    spec = spec_from_config(cfg, bus_url=redis_url, prefix="", database_url=db,  # type: ignore[arg-type]
+                            partitions=signal_replicas, speed=_speed(speed), synthetic=synthetic)
+    if data_root:
+        spec["backtest"]["data"] = [f"{data_root.rstrip('/')}/{Path(p).name}" for p in spec["backtest"]["data"]]
+    spec["prefix"] = f"claire:{{{run_hash(spec)}}}:"
+    text = json.dumps(spec, indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        console.print(f"spec written to {output}")
+
+
+@app.command()
+def status(state_dir: StateOpt = Path(".claire"), json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Health of each service of `claire up`."""
+    from claire.services.supervisor import status as sv_status
+
+    rows = sv_status(state_dir)
+    if json_out:
+        print(json.dumps(rows, default=str))
+        return
+    if not rows:
+        out.print("no services running (start them with `claire up`)")
+        return
+    table = Table(title="services")
+    for col in ("service", "pid", "alive", "port", "health", "ready", "processed"):
+        table.add_column(col)
+    for r in rows:
+        ok = lambda b: "[green]yes[/]" if b else "[red]no[/]"  # noqa: E731
+        table.add_row(r["service"], str(r["pid"]), ok(r["alive"]), str(r["port"]), ok(r["health"]), ok(r["ready"]),
+                      str(r["detail"].get("processed", "")))
+    out.print(table)
+
+
+@app.command()
+def down(state_dir: StateOpt = Path(".claire")) -> None:
+    """Stop the services of `claire up` (SIGTERM, then SIGKILL after 20 s)."""
+    from claire.services.supervisor import down as sv_down
+
+    res = sv_down(state_dir)
+    for k, v in res.items():
+        out.print(f"{k}: {v}")
+    if not res:
+        out.print("nothing to stop")
+
+
+@bench_app.command("replay")
+def bench_replay(
+    data: Annotated[list[Path] | None, typer.Option("--data", "-d", help="Bar files (default: the five bundled 1m files).")] = None,
+    strategy: StrategyOpt = "sma_cross",
+    repeat: Annotated[int, typer.Option(help="Runs; the best is reported.")] = 3,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON line.")] = False,
+) -> None:
+    """Replay throughput of the full core (strategy + risk + execution + portfolio)."""
+    from claire.engine.bench import bench_replay as run
+
+    res = run(data, strategy=strategy, repeat=repeat)
+    if json_out:
+        print(json.dumps(res))
+    else:
+        out.print(res)
+
+
+def _bench_pg_database() -> tuple[str, Any]:
+    """A fresh PostgreSQL database for a benchmark (dropped by the returned cleanup)."""
+    import os
+    import uuid
+
+    import psycopg
+
+    admin = os.environ.get("CLAIRE_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"claire_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+
+    def cleanup() -> None:
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    return f"{base}/{name}", cleanup
+
+
+@bench_app.command("storage")
+def bench_storage(
+    events: Annotated[int, typer.Option(help="Events for the writer throughput run.")] = 100_000,
+    rows: Annotated[int, typer.Option(help="Rows per table for the seed-002 queries.")] = 1_000_000,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Writer throughput into PostgreSQL and the seed-002 query latencies (fresh database, dropped after)."""
+    from claire.storage.bench import query_latency, writer_throughput
+
+    url, cleanup = _bench_pg_database()
+    try:
+        res = {"bench": "storage", "writer": writer_throughput(url, events),
+               "queries": query_latency(url, rows), "command": "claire bench storage --json"}
+    finally:
+        cleanup()
+    print(json.dumps(res, default=str)) if json_out else out.print(res)
+
+
+@bench_app.command("bus")
+def bench_bus(
+    n: Annotated[int, typer.Option(help="Messages per run.")] = 20_000,
+    redis_url: Annotated[str, typer.Option("--redis")] = "redis://127.0.0.1:6379/0",
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Publish + read + ack throughput of the in-memory and the Redis bus by batch size."""
+    from claire.bus.bench import run_benchmarks
+
+    res = {"bench": "bus", "results": run_benchmarks(redis_url, n), "command": "claire bench bus --json"}
+    print(json.dumps(res, default=str)) if json_out else out.print(res)
+
+
+@bench_app.command("pipeline")
+def bench_pipeline_cmd(
+    events: Annotated[int, typer.Option(help="Market events to replay.")] = 30_000,
+    rate: Annotated[float | None, typer.Option(help="Market events per second (default: as fast as it goes).")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The distributed pipeline (every service a process, Redis, PostgreSQL): events/s, latency, memory."""
+    from claire.services.bench import bench_pipeline
+
+    res = bench_pipeline(events, rate=rate)
+    print(json.dumps(res, default=str)) if json_out else out.print(res)
+
+
+def main() -> None:  # pragma: no cover
+    _register_optional()
+    app()
+
+
+_register_optional()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
