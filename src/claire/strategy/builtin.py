@@ -6,6 +6,7 @@ quantity to the risk manager (``quantity=None``).
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -43,8 +44,9 @@ class SmaCross(Strategy):
 
     Metadata: ``fast_sma`` and ``slow_sma`` (the averages, as str).
 
-    The per-bar path keeps the two exact running sums itself (two ``deque(maxlen=...)``): a
-    handful of Decimal additions and two multiplications, no division and no allocation.
+    The per-bar path keeps the two exact running sums itself over one ``deque(maxlen=slow)``
+    (the fast window is its newest ``fast`` values): four Decimal additions and one or two
+    multiplications, no division and no allocation.
     """
 
     name: ClassVar[str] = "sma_cross"
@@ -63,8 +65,15 @@ class SmaCross(Strategy):
         self.slow = slow
         self._dfast = Decimal(fast)
         self._dslow = Decimal(slow)
-        self._fbuf: deque[Decimal] = deque(maxlen=fast)
+        # one buffer: the fast window is the newest `fast` values of the slow one
         self._sbuf: deque[Decimal] = deque(maxlen=slow)
+        self._fpos = slow - fast  # index in the full slow buffer of the fast window's oldest value
+        # the sign of fast_sum * slow - slow_sum * fast is that of fast_sum * (slow / g) -
+        # slow_sum * (fast / g), g = gcd: smaller exact products, and one multiplication less
+        # when fast divides slow (10/30: fast_sum * 3 against slow_sum)
+        g = math.gcd(fast, slow)
+        self._ka = Decimal(slow // g)
+        self._kb = Decimal(fast // g) if fast // g != 1 else None
         self.fast_sum = _ZERO
         self.slow_sum = _ZERO
         self._warm = False
@@ -75,7 +84,7 @@ class SmaCross(Strategy):
 
     @property
     def fast_avg(self) -> Decimal | None:
-        return self.fast_sum / self._dfast if len(self._fbuf) == self.fast else None
+        return self.fast_sum / self._dfast if len(self._sbuf) >= self.fast else None
 
     @property
     def slow_avg(self) -> Decimal | None:
@@ -83,15 +92,14 @@ class SmaCross(Strategy):
 
     def on_bar(self, bar: Bar) -> None:
         x = bar.close
-        fbuf = self._fbuf
         sbuf = self._sbuf
         if self._warm:
-            fs = self.fast_sum = self.fast_sum + x - fbuf[0]
+            fs = self.fast_sum = self.fast_sum + x - sbuf[self._fpos]
             ss = self.slow_sum = self.slow_sum + x - sbuf[0]
-            fbuf.append(x)
             sbuf.append(x)
-            a = fs * self._dslow
-            b = ss * self._dfast
+            a = fs * self._ka
+            kb = self._kb
+            b = ss if kb is None else ss * kb
             if a > b:
                 if self.prev_sign != 1:
                     self.prev_sign = 1
@@ -106,15 +114,15 @@ class SmaCross(Strategy):
             else:
                 self.prev_sign = 0
             return
-        # warm-up: fill the buffers; the slow-th bar is the first evaluated one (no signal)
-        if len(fbuf) == self.fast:
-            self.fast_sum += x - fbuf[0]
+        # warm-up: fill the buffer; the slow-th bar is the first evaluated one (no signal)
+        n = len(sbuf)
+        if n >= self.fast:
+            self.fast_sum += x - sbuf[n - self.fast]
         else:
             self.fast_sum += x
-        fbuf.append(x)
         self.slow_sum += x
         sbuf.append(x)
-        if len(sbuf) == self.slow:
+        if n + 1 == self.slow:
             self._warm = True
             a = self.fast_sum * self._dslow
             b = self.slow_sum * self._dfast

@@ -35,11 +35,13 @@ class SignalEngine:
         return _EMPTY
 
     def on_bar(self, bar: Bar) -> tuple[Signal, ...] | list[Signal]:
-        strat = self.strategies.get(bar.symbol) or self._new(bar.symbol)
+        strat = self.strategies.get(bar.symbol)
+        if strat is None:
+            strat = self._new(bar.symbol)
         strat._event = bar
         strat.on_bar(bar)
-        if strat._out:
-            out = strat._out
+        out = strat._out
+        if out:
             strat._out = []
             return out
         return _EMPTY
