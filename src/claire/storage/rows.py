@@ -28,6 +28,7 @@ ONE = Decimal(1)
 BPS = Decimal(10_000)
 NS_PER_MS = Decimal(1_000_000)
 Q4 = Decimal("0.0001")
+INT4_MAX = 2**31 - 1  # INTEGER columns
 
 FILL = ("filled", "partially_filled")
 TERMINAL = ("rejected", "cancelled")
@@ -400,8 +401,8 @@ def snapshot_row(ev: PortfolioSnapshot, run_id: str) -> dict[str, Any]:
         num_positions=int(ev.num_positions),
         positions=positions,
     )
-    if row["num_positions"] < 0:
-        raise RowError("`num_positions` must be >= 0")
+    if not 0 <= row["num_positions"] <= INT4_MAX:
+        raise RowError(f"`num_positions` must be within 0..{INT4_MAX}, got {row['num_positions']}")
     return row
 
 
