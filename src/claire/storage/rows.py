@@ -53,15 +53,30 @@ def _dt(ns: int | None) -> Any:
     return value
 
 
+_ENUM_TEXT: dict[str, str] = {}
+
+
 def enum_value(value: Any) -> str:
+    if isinstance(value, str):  # str and StrEnum members (equal keys give equal text)
+        text = _ENUM_TEXT.get(value)
+        if text is None:
+            text = str(getattr(value, "value", value)).strip().lower()
+            if len(_ENUM_TEXT) > 4096:
+                _ENUM_TEXT.clear()
+            _ENUM_TEXT[value] = text
+        return text
     return str(getattr(value, "value", value)).strip().lower()
 
 
 def dec(value: Any, name: str, *, positive: bool = False, not_negative: bool = False) -> Decimal | None:
     if value is None:
         return None
-    if type(value) is Decimal and not positive and not not_negative and value.is_finite():
-        return value  # the common case, fast
+    if type(value) is Decimal and value.is_finite():  # the common case, fast
+        if positive:
+            if value > 0:
+                return value
+        elif not not_negative or value >= 0:
+            return value
     if not isinstance(value, Decimal):
         if isinstance(value, bool):
             raise RowError(f"`{name}` must be a number, got {value!r}")
@@ -160,7 +175,16 @@ _RANGES: dict[str, tuple[Decimal | None, Decimal | None]] = {
 _NESTED = ("indicators", "market", "market_conditions")
 
 
+# alias -> (column, rank among the column's aliases); the columns, none found yet
+_ALIAS_OF = {name: (col, rank) for col, names in _ALIASES.items() for rank, name in enumerate(names)}
+_NO_VALUES = dict.fromkeys(_ALIASES)
+_TREND = {"bullish": "up", "bearish": "down", "flat": "sideways", "neutral": "sideways"}
+_Q6 = Decimal("0.000001")
+
+
 def _number(v: Any) -> Decimal | None:
+    if type(v) is float:  # the common case, fast
+        return Decimal(repr(v)) if math.isfinite(v) else None
     if isinstance(v, bool) or v is None:
         return None
     if isinstance(v, float):
@@ -198,28 +222,33 @@ def market_condition_row(ev: Signal, run_id: str, price: Decimal, ts: Any = None
         "ts": ts if ts is not None else _dt(ev.ts_event),
         "price": price,
     }
-    used: set[str] = set()
-    for col, names in _ALIASES.items():
-        val = None
-        for name in names:
-            if name in flat:
-                val = _number(flat[name])
-                if val is not None:
-                    used.add(name)
-                    break
+    row.update(_NO_VALUES)
+    # per column, the value of its first alias (in the order of _ALIASES) that is a number
+    found: dict[str, tuple[int, str, Decimal]] = {}
+    for key, v in flat.items():
+        alias = _ALIAS_OF.get(key)
+        if alias is None:
+            continue
+        col, rank = alias
+        cur = found.get(col)
+        if cur is not None and cur[0] < rank:
+            continue
+        val = _number(v)
         if val is not None:
-            lo, hi = _RANGES.get(col, (None, None))
-            if (lo is not None and val < lo) or (hi is not None and val > hi):
-                used.discard(name)
-                val = None
-        row[col] = val
+            found[col] = (rank, key, val)
+    used: set[str] = set()
+    for col, (_, key, val) in found.items():
+        lo, hi = _RANGES.get(col, (None, None))
+        if (lo is None or val >= lo) and (hi is None or val <= hi):
+            row[col] = val
+            used.add(key)
     if row["bb_position"] is None:
         up, lo = _number(flat.get("bb_upper")), _number(flat.get("bb_lower"))
         if up is not None and lo is not None and up > lo:
-            row["bb_position"] = ((price - lo) / (up - lo)).quantize(Decimal("0.000001"))
+            row["bb_position"] = ((price - lo) / (up - lo)).quantize(_Q6)
     trend = flat.get("trend_direction", flat.get("trend"))
     trend = str(trend).strip().lower() if isinstance(trend, str) else None
-    trend = {"bullish": "up", "bearish": "down", "flat": "sideways", "neutral": "sideways"}.get(trend, trend)
+    trend = _TREND.get(trend, trend)
     row["trend_direction"] = trend if trend in ("up", "down", "sideways") else None
     if row["trend_direction"]:
         used.update({"trend_direction", "trend"})
