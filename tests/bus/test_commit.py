@@ -50,3 +50,71 @@ def test_commit_of_binary_payloads_round_trips(bus):
     (m,) = bus.read("g", "c", ["out"], count=5)
     assert m.payload == payload
     assert bus.load_checkpoint("x") == (5, b"\x00\xff")
+
+
+def test_commit_and_read_commits_first_then_reads(bus):
+    """The service loop's step: the commit of the last batch and the next read, in that order."""
+    bus.ensure_group("in", "svc")
+    bus.ensure_group("out", "next")
+    bus.publish_many("in", [b"a", b"b"])
+    first = bus.read("svc", "svc-0", ["in"], count=1)
+    assert [m.payload for m in first] == [b"a"]
+    done, msgs = bus.commit_and_read("svc", 1, b"s1", [("out", b"A")], [("in", "svc", [first[0].id])],
+                                     group="svc", consumer="svc-0", streams=["in"], count=10, block_ms=50)
+    assert done is True
+    assert [m.payload for m in msgs] == [b"b"]
+    assert bus.load_checkpoint("svc") == (1, b"s1")
+    assert bus.pending_count("in", "svc") == 1  # b: read, not yet committed
+    assert [m.payload for m in bus.read("next", "n-0", ["out"], count=10)] == [b"A"]
+    # nothing left: the read part times out empty; a retried commit is skipped, not repeated
+    done, msgs = bus.commit_and_read("svc", 1, b"other", [("out", b"A")], [("in", "svc", [msgs[0].id])],
+                                     group="svc", consumer="svc-0", streams=["in"], count=10, block_ms=20)
+    assert (done, msgs) == (False, [])
+    assert bus.load_checkpoint("svc") == (1, b"s1")
+    assert bus.pending_count("in", "svc") == 1
+    assert bus.read("next", "n-0", ["out"], count=10) == []
+
+
+def test_commit_and_read_sees_what_its_own_commit_published(bus):
+    bus.ensure_group("loop", "svc")
+    bus.publish("loop", b"x")
+    msgs = bus.read("svc", "svc-0", ["loop"], count=10)
+    done, again = bus.commit_and_read("svc", 1, b"", [("loop", b"y")], [("loop", "svc", [m.id for m in msgs])],
+                                      group="svc", consumer="svc-0", streams=["loop"], count=10)
+    assert done is True
+    assert [m.payload for m in again] == [b"y"]
+
+
+def test_ack_many_acks_several_streams(bus):
+    for s in ("s1", "s2", "s3"):
+        bus.ensure_group(s, "g")
+        bus.publish_many(s, [b"1", b"2"])
+    msgs = bus.read("g", "c", ["s1", "s2", "s3"], count=10)
+    assert len(msgs) == 6
+    by: dict[str, list[str]] = {}
+    for m in msgs:
+        by.setdefault(m.stream, []).append(m.id)
+    assert bus.ack_many([("s1", "g", by["s1"]), ("s2", "g", by["s2"][:1]), ("s3", "g", [])]) == 3
+    assert [bus.pending_count(s, "g") for s in ("s1", "s2", "s3")] == [0, 1, 2]
+    assert bus.ack_many([("s1", "g", by["s1"])]) == 0  # idempotent
+
+
+def test_commit_and_read_reloads_a_forgotten_script(redis_url, redis_prefix):
+    """After a server restart (SCRIPT FLUSH here) the commit script is loaded again; the read
+    that travelled with the failed commit is not lost."""
+    b = RedisStreamsBus(redis_url, redis_prefix)
+    try:
+        b.ensure_group("in", "svc")
+        b.publish_many("in", [b"a", b"b"])
+        first = b.read("svc", "svc-0", ["in"], count=1)
+        b.client.script_flush()
+        done, msgs = b.commit_and_read("svc", 1, b"s", [], [("in", "svc", [first[0].id])],
+                                       group="svc", consumer="svc-0", streams=["in"], count=10)
+        assert done is True
+        assert [m.payload for m in msgs] == [b"b"]
+        assert b.load_checkpoint("svc") == (1, b"s")
+        b.client.script_flush()
+        assert b.commit("svc", 2, b"t", [], [("in", "svc", [msgs[0].id])]) is True
+        assert b.pending_count("in", "svc") == 0
+    finally:
+        b.close()

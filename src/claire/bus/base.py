@@ -313,6 +313,30 @@ class Bus(abc.ABC):
         never publishes twice. This is what makes a service's processing exactly-once on the bus.
         """
 
+    def commit_and_read(
+        self,
+        name: str,
+        number: int,
+        state: bytes,
+        publish: Sequence[tuple[str, bytes]],
+        acks: Sequence[tuple[str, str, Sequence[str]]],
+        *,
+        group: str,
+        consumer: str,
+        streams: Sequence[str],
+        count: int = 100,
+        block_ms: int | None = None,
+    ) -> tuple[bool, list[Message]]:
+        """``commit(...)`` then ``read(...)``, the step of a service loop; returns the commit's
+        result and the messages read. The Redis bus sends both in one round trip (the read behind
+        the commit, on the same connection, so the server runs them in that order)."""
+        done = self.commit(name, number, state, publish, acks)
+        return done, self.read(group, consumer, streams, count=count, block_ms=block_ms)
+
+    def ack_many(self, acks: Sequence[tuple[str, str, Sequence[str]]]) -> int:
+        """``ack`` for several (stream, group, ids); one round trip on Redis."""
+        return sum(self.ack(stream, group, ids) for stream, group, ids in acks)
+
     @abc.abstractmethod
     def load_checkpoint(self, name: str) -> tuple[int, bytes] | None:
         """The last committed (number, state) of consumer ``name``, or None."""
