@@ -130,6 +130,7 @@ def _proc_status(pid: int) -> dict[str, float]:
             fields = fh.read().rsplit(") ", 1)[1].split()
         tick = os.sysconf("SC_CLK_TCK")
         out["cpu_s"] = round((int(fields[11]) + int(fields[12])) / tick, 2)  # utime + stime
+        out["sys_s"] = round(int(fields[12]) / tick, 2)  # of which in the kernel (syscalls, wake-ups)
     except (OSError, IndexError, ValueError):
         pass
     return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -17,7 +19,7 @@ class ServiceMetrics:
         self.events_out = Counter("claire_events_out_total", "Messages published", lab, registry=r)
         self.errors = Counter("claire_errors_total", "Errors by kind", ["service", "kind"], registry=r)
         self.dead_letters = Counter("claire_dead_letters_total", "Messages dead-lettered", lab, registry=r)
-        self.batch_seconds = Histogram("claire_batch_processing_seconds", "Time to process and commit one batch",
+        self.batch_seconds = Histogram("claire_batch_processing_seconds", "Time to process one batch (decode, handle, encode; the commit travels with the next read)",
                                        ["service"], buckets=LATENCY_BUCKETS, registry=r)
         self.event_seconds = Histogram("claire_event_processing_seconds", "Processing time per message",
                                        ["service"], buckets=LATENCY_BUCKETS, registry=r)
@@ -36,3 +38,12 @@ class ServiceMetrics:
         self.drawdown = Gauge("portfolio_drawdown_ratio", "Drawdown from the high-water mark", registry=r)
         self.exposure = Gauge("portfolio_exposure_ratio", "Total exposure as a share of equity", registry=r)
         self.risk_decisions = Counter("risk_decisions_total", "Risk decisions", ["check", "action"], registry=r)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached: the label lookup costs more than the update."""
+        key = (id(metric), labels)
+        c = self._children.get(key)
+        if c is None:
+            c = self._children[key] = metric.labels(*labels)
+        return c

@@ -102,17 +102,43 @@ class StageService:
         self.started = True
 
     def run(self, stop: threading.Event) -> None:
+        """Read, process, commit; each commit travels with the next read (one round trip on
+        Redis). On stop, the batch in hand is processed and committed before returning."""
         if not self.started:
             self.start()
-        while not stop.is_set():
-            self.step()
+        msgs: list[Message] = []
+        while True:
+            if not msgs:
+                if stop.is_set():
+                    return
+                msgs = self._read()
+                continue
+            t0 = time.perf_counter()
+            commit, outs, counts = self._prepare(msgs)
+            if stop.is_set():
+                self.bus.commit(*commit)
+                self._finish(msgs, outs, counts, time.perf_counter() - t0)
+                return
+            inputs, count = self._read_args()
+            dt = time.perf_counter() - t0  # the commit rides with the next (blocking) read
+            _, nxt = self.bus.commit_and_read(*commit, group=self.group, consumer=self.consumer, streams=inputs,
+                                              count=count, block_ms=self.block_ms)
+            self._finish(msgs, outs, counts, dt)
+            msgs = nxt
 
-    def step(self) -> int:
+    def _read_args(self) -> tuple[list[str], int]:
         inputs, count = self.inputs, self.batch
         limit = getattr(self.stage, "read_limit", None)
         if limit is not None:  # the stage says what it can take now (risk: bounded queues)
             inputs, count = limit(inputs, count)
-        msgs = self.bus.read(self.group, self.consumer, inputs, count=count, block_ms=self.block_ms)
+        return inputs, count
+
+    def _read(self) -> list[Message]:
+        inputs, count = self._read_args()
+        return self.bus.read(self.group, self.consumer, inputs, count=count, block_ms=self.block_ms)
+
+    def step(self) -> int:
+        msgs = self._read()
         if msgs:
             self.process(msgs)
         return len(msgs)
@@ -120,7 +146,12 @@ class StageService:
     # --- one batch ------------------------------------------------------------------------
     def process(self, msgs: list[Message]) -> None:
         t0 = time.perf_counter()
-        m = self.metrics
+        commit, outs, counts = self._prepare(msgs)
+        self.bus.commit(*commit)
+        self._finish(msgs, outs, counts, time.perf_counter() - t0)
+
+    def _prepare(self, msgs: list[Message]) -> tuple[tuple[Any, ...], list[Out], dict[str, int]]:
+        """Handle a batch; returns the commit's arguments (outputs, acks, checkpoint)."""
         outs: list[Out] = []
         acks: dict[str, list[str]] = defaultdict(list)
         skip = self.skip_prefixes
@@ -156,26 +187,30 @@ class StageService:
             publish.append((stream, last_raw))
         self.number += 1
         state = _json.encode(self.stage.get_state())
-        self.bus.commit(self.name, self.number, state, publish,
-                        [(s, self.group, ids) for s, ids in acks.items()])
+        commit = (self.name, self.number, state, publish, [(s, self.group, ids) for s, ids in acks.items()])
+        return commit, outs, counts
+
+    def _finish(self, msgs: list[Message], outs: list[Out], counts: dict[str, int], dt: float) -> None:
+        """After the commit: counters and metrics."""
+        m = self.metrics
         self.processed += len(msgs)
+        child, name = m.child, self.name
         for stream, n in counts.items():
-            m.events_in.labels(self.name, stream).inc(n)
+            child(m.events_in, name, stream).inc(n)
         out_counts: dict[str, int] = defaultdict(int)
         for stream, item in outs:
             out_counts[stream] += 1
             if not isinstance(item, bytes) and not stream.startswith("pipe."):
                 self._observe(item)  # once per event (it is also on a pipe stream)
         for stream, n in out_counts.items():
-            m.events_out.labels(self.name, stream).inc(n)
-        m.commits.labels(self.name).inc()
-        dt = time.perf_counter() - t0
-        m.batch_seconds.labels(self.name).observe(dt)
+            child(m.events_out, name, stream).inc(n)
+        child(m.commits, name).inc()
+        child(m.batch_seconds, name).observe(dt)
         if msgs:
-            m.event_seconds.labels(self.name).observe(dt / len(msgs))
+            child(m.event_seconds, name).observe(dt / len(msgs))
         if self.last_event_ts:
-            m.last_event_ts.labels(self.name).set(self.last_event_ts / NS_PER_SEC)
-            m.lag.labels(self.name).set(time.time() - self.last_event_ts / NS_PER_SEC)
+            child(m.last_event_ts, name).set(self.last_event_ts / NS_PER_SEC)
+            child(m.lag, name).set(time.time() - self.last_event_ts / NS_PER_SEC)
 
     def _dead(self, msg: Message, reason: str) -> None:
         log.warning("%s: dead letter %s/%s: %s", self.name, msg.stream, msg.id, reason)
@@ -187,15 +222,15 @@ class StageService:
         t = type(ev)
         m = self.metrics
         if t is Signal:
-            m.signals_generated.labels(ev.strategy, ev.symbol).inc()
+            m.child(m.signals_generated, ev.strategy, ev.symbol).inc()
         elif t is PortfolioSnapshot:
             m.equity.set(float(ev.equity))
             m.drawdown.set(float(ev.drawdown_pct))
             m.exposure.set(float(ev.total_exposure_pct))
         elif t is RiskEvent:
-            m.risk_decisions.labels(ev.check.value, ev.action.value).inc()
+            m.child(m.risk_decisions, ev.check.value, ev.action.value).inc()
         elif t is OrderResult:
-            m.order_processing.labels(self.name).observe(ev.latency_ns / NS_PER_SEC)
+            m.child(m.order_processing, self.name).observe(ev.latency_ns / NS_PER_SEC)
 
 
 class MarketDataService:
@@ -278,8 +313,11 @@ class MarketDataService:
         self.number += 1
         self.bus.commit(self.name, self.number, _json.encode({"pos": pos, "done": False}), buf)
         self.pos = pos
+        counts: dict[str, int] = defaultdict(int)
         for stream, _ in buf:
-            self.metrics.events_out.labels(self.name, stream).inc()
+            counts[stream] += 1
+        for stream, n in counts.items():
+            self.metrics.child(self.metrics.events_out, self.name, stream).inc(n)
 
 
 _SKIP_PREFIXES = (b'{"type":"bar"', b'{"type":"trade"', b'{"type":"quote"', b'{"type":"control"')
@@ -343,9 +381,9 @@ class WriterService:
             self.writer.write_raw(p, source=msg.stream)
             self.written += 1
         self.writer.flush()
+        self.bus.ack_many([(stream, self.group, ids) for stream, ids in acks.items()])
         for stream, ids in acks.items():
-            self.bus.ack(stream, self.group, ids)
-            self.metrics.events_in.labels(self.name, stream).inc(len(ids))
+            self.metrics.child(self.metrics.events_in, self.name, stream).inc(len(ids))
         self.consumed += len(msgs)
 
 

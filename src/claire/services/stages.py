@@ -13,6 +13,7 @@ one process (see docs/architecture.md).
 from __future__ import annotations
 
 import base64
+import pickle
 from collections import deque
 from typing import Any
 
@@ -97,6 +98,10 @@ class SignalStage:
         self.engine = engine
         self.out = out_stream
         self.last_seq = 0
+        # checkpoint: one pickle per symbol, redone only for the symbols a batch touched (a
+        # strategy pickle costs ~100 µs; with many symbols re-pickling all per commit would not do)
+        self._pickled: dict[str, str] = {}
+        self._dirty: set[str] = set()
 
     def handle(self, ev: Event, raw: bytes) -> list[Out]:
         t = type(ev)
@@ -104,6 +109,7 @@ class SignalStage:
             if ev.seq and ev.seq <= self.last_seq:
                 return []  # already processed (redelivery)
             self.last_seq = ev.seq
+            self._dirty.add(ev.symbol)  # type: ignore[attr-defined]
             out: list[Out] = [(self.out, raw)]
             for s in self.engine.on_market(ev):  # type: ignore[arg-type]
                 s = with_seq(s, ev.seq)
@@ -115,11 +121,23 @@ class SignalStage:
         raise TypeError(f"signal stage does not take {t.__name__}")
 
     def get_state(self) -> dict[str, Any]:
-        return {"last_seq": self.last_seq, "engine": self.engine.get_state()}
+        strategies = self.engine.strategies
+        for sym in self._dirty:
+            strat = strategies.get(sym)
+            if strat is not None:
+                self._pickled[sym] = base64.b64encode(pickle.dumps(strat, pickle.HIGHEST_PROTOCOL)).decode()
+        self._dirty.clear()
+        return {"last_seq": self.last_seq, "strategies": self._pickled}
 
     def set_state(self, st: dict[str, Any]) -> None:
         self.last_seq = st["last_seq"]
-        self.engine.set_state(st["engine"])
+        self._dirty.clear()
+        if "strategies" in st:
+            self._pickled = dict(st["strategies"])
+            self.engine.strategies = {sym: pickle.loads(base64.b64decode(b)) for sym, b in self._pickled.items()}
+        else:  # a checkpoint of the engine as a whole (before per-symbol checkpoints)
+            self.engine.set_state(st["engine"])
+            self._dirty = set(self.engine.strategies)
 
 
 class RiskStage:
