@@ -70,12 +70,13 @@ def free_ports() -> dict[str, int]:
     socks = []
     ports: dict[str, int] = {}
     try:
-        while len(ports) < len(SERVICE_NAMES):
+        names = [*SERVICE_NAMES, "account"]  # account: with --topology account
+        while len(ports) < len(names):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.bind(("127.0.0.1", 0))
             socks.append(s)
             port = s.getsockname()[1]
-            name = SERVICE_NAMES[len(ports)]
+            name = names[len(ports)]
             if name == "signal" and not _port_free(port + 10):
                 continue
             ports[name] = port
@@ -267,11 +268,11 @@ def up_when_ready(spec: dict[str, Any], state_dir: Path, timeout: float = 90) ->
     bus = make_bus(spec["bus_url"], prefix=spec["prefix"])
     try:
         purge(bus)
-        create_groups(bus, partitions)
+        create_groups(bus, partitions, topology=spec.get("topology", "seeds"))
     finally:
         bus.close()
     pids: dict[str, int] = {}
-    services = service_list(partitions)
+    services = service_list(partitions, spec.get("topology", "seeds"))
     for name, replica, display in services:
         if name == "marketdata":
             (state_dir / "pids.json").write_text(json.dumps(pids, indent=2))
@@ -318,7 +319,7 @@ def all_healthy(spec: dict[str, Any], partitions: int = 1, skip: Sequence[str] =
     """Every service of ``spec`` answers /health with 200."""
     from claire.services.supervisor import port_of, service_list
 
-    for name, replica, _ in service_list(partitions):
+    for name, replica, _ in service_list(partitions, spec.get("topology", "seeds")):
         if name in skip:
             continue
         try:
@@ -354,11 +355,11 @@ def make_cfg(data: Sequence[Path], *, fill: str = "next_open", out: Path | None 
 
 
 def make_spec(cfg: Any, *, bus_url: str, prefix: str, db_url: str, speed: float | None = None,
-              partitions: int = 1, ports: dict[str, int] | None = None) -> dict[str, Any]:
+              partitions: int = 1, ports: dict[str, int] | None = None, topology: str = "seeds") -> dict[str, Any]:
     from claire.services.app import spec_from_config
 
     return spec_from_config(cfg, bus_url=bus_url, prefix=prefix, database_url=db_url, partitions=partitions,
-                            speed=speed, ports=ports or free_ports())
+                            speed=speed, ports=ports or free_ports(), topology=topology)
 
 
 # --- the database --------------------------------------------------------------------------------

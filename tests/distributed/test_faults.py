@@ -124,10 +124,16 @@ def _progress(victim: str, spec: dict, ref: dict) -> tuple[float, bool]:
     return seq / N_EVENTS, bool(st.get("done")) or seq >= N_EVENTS
 
 
-@pytest.mark.parametrize("victim", ["signal", "risk", "execution", "portfolio", "writer", "marketdata"])
+@pytest.mark.parametrize("victim", ["signal", "risk", "execution", "portfolio", "writer", "marketdata", "account"])
 def test_kill_9_of_a_service_mid_replay_then_restart(victim, fault_data, reference, tmp_path, pg_database,
                                                      redis_prefix, cleanup):
+    """``account``: the same with ``--topology account`` (risk, execution and portfolio in one
+    service); the result must still be the seeds' topology's undisturbed run."""
     spec = _spec(fault_data, REDIS_URL, redis_prefix, pg_database)
+    if victim == "account":
+        spec["topology"] = "account"
+    services = {"writer", "signal", "marketdata"} | (
+        {"account"} if victim == "account" else {"portfolio", "execution", "risk"})
     state = cleanup.services(tmp_path / "state")
     killed: dict = {}
 
@@ -148,7 +154,7 @@ def test_kill_9_of_a_service_mid_replay_then_restart(victim, fault_data, referen
             if ok or time.monotonic() > deadline:
                 break
             time.sleep(0.3)
-        assert set(rows) == {"writer", "portfolio", "execution", "risk", "signal", "marketdata"}
+        assert set(rows) == services
         assert ok, [(k, r["alive"], r["health"], r["detail"]) for k, r in rows.items()]
         assert rows[victim]["pid"] == killed["new_pid"]
 
@@ -156,7 +162,7 @@ def test_kill_9_of_a_service_mid_replay_then_restart(victim, fault_data, referen
     share, done = killed["at"]
     assert 0 < share < 1 and not done, f"the kill must hit {victim} in the middle of the run: {killed}"
     _assert_same(res, reference)
-    if victim in ("signal", "risk", "execution", "portfolio"):
+    if victim in ("signal", "risk", "execution", "portfolio", "account"):
         log_dir = state / "logs" / ("signal-0" if victim == "signal" else victim)
         text = "".join(p.read_text() for p in log_dir.glob("20*.log"))
         assert "restored checkpoint" in text  # it resumed from its checkpoint, not from scratch

@@ -42,10 +42,18 @@ def runs(request, tmp_path_factory, pg_database_module, cleanup_module):
         started.append(state)
         up = run_claire(["up", *common, "--state-dir", state, "--db", db_url, "--redis", REDIS_URL,
                          "--out", d / "up", "--wait", "--timeout", "180"], cwd=d, timeout=240)
+    state_acc = cleanup_module.services(d / "state-account")
+    db_acc = pg_database_module()
+    with default_ports() as started:
+        started.append(state_acc)
+        up_acc = run_claire(["up", *common, "--topology", "account", "--state-dir", state_acc, "--db", db_acc,
+                             "--redis", REDIS_URL, "--out", d / "up-account", "--wait", "--timeout", "180"],
+                            cwd=d, timeout=240)
     paper = run_claire(["paper", *common, "--db", f"sqlite:///{d}/paper.db", "--out", d / "paper",
                         "--port", free_port()], cwd=d, check=False)
     run_claire(["backtest", *common, "--out", d / "bt", "--no-progress"], cwd=d)
-    return {"dir": d, "fill": fill, "db_url": db_url, "up": up, "paper": paper,
+    return {"dir": d, "fill": fill, "db_url": db_url, "up": up, "paper": paper, "up_account": up_acc,
+            "up_account_out": d / "up-account",
             "up_out": d / "up", "paper_out": d / "paper", "bt_out": d / "bt"}
 
 
@@ -61,6 +69,12 @@ def _assert_same_run(out, ref):
 def test_up_wait_matches_backtest(runs):
     assert "Distributed run" in runs["up"].stdout
     _assert_same_run(runs["up_out"], runs["bt_out"])
+
+
+def test_up_with_account_topology_matches_backtest(runs):
+    """Risk, execution and portfolio as one service: the same run."""
+    assert "Distributed run" in runs["up_account"].stdout
+    _assert_same_run(runs["up_account_out"], runs["bt_out"])
 
 
 def test_paper_matches_backtest(runs):

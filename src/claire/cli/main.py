@@ -258,6 +258,16 @@ def service(
     raise typer.Exit(run_service(name, json.loads(spec.read_text()), replica, port))
 
 
+def _check_topology(topology: str) -> None:
+    from claire.services.app import TOPOLOGIES
+
+    if topology not in TOPOLOGIES:
+        _fail(f"--topology must be one of {', '.join(TOPOLOGIES)}, not {topology!r}")
+
+
+TopologyOpt = Annotated[str, typer.Option(
+    help="seeds: the seeds' six services; account: risk, execution and portfolio as one service "
+         "(two hops fewer per market event, same results).")]
 StateOpt = Annotated[Path, typer.Option(help="State directory (spec, pids, logs).")]
 
 
@@ -279,6 +289,7 @@ def up(
     max_volume_share: VolOpt = "0.25",
     speed: SpeedOpt = "max",
     signal_replicas: Annotated[int, typer.Option(help="Replicas of the signal service (symbols are shared out).")] = 1,
+    topology: TopologyOpt = "seeds",
     redis_url: Annotated[str | None, typer.Option("--redis", help="Redis URL (default CLAIRE_REDIS_URL or redis://127.0.0.1:6379/0).")] = None,
     db: Annotated[str | None, typer.Option("--db", help="Database URL (default CLAIRE_DATABASE_URL).")] = None,
     state_dir: StateOpt = Path(".claire"),
@@ -299,8 +310,9 @@ def up(
     cfg = make_config(list(data or []), symbol, strategy, param, quantity, fee_bps, maker_fee_bps, slippage_bps, fill,
                       risk, out_dir, start_cash, max_volume_share)
     bus_url = redis_url or os.environ.get("CLAIRE_REDIS_URL") or "redis://127.0.0.1:6379/0"
+    _check_topology(topology)
     spec = spec_from_config(cfg, bus_url=bus_url, prefix="", database_url=db or database_url(),
-                            partitions=signal_replicas, speed=_speed(speed), synthetic=synthetic)
+                            partitions=signal_replicas, speed=_speed(speed), synthetic=synthetic, topology=topology)
     spec["prefix"] = f"claire:{{{run_hash(spec)}}}:"
     pids = sv_up(spec, state_dir, fresh=fresh)
     out.print(f"started {len(pids)} services: " + ", ".join(f"{k} (pid {v})" for k, v in pids.items()))
@@ -326,6 +338,7 @@ def spec_cmd(
     fee_bps: FeeOpt = "10", maker_fee_bps: MakerOpt = None, slippage_bps: SlipOpt = "0", fill: FillOpt = "next_open",
     risk: RiskOpt = "default", start_cash: CashOpt = "100000", max_volume_share: VolOpt = "0.25", speed: SpeedOpt = "max",
     signal_replicas: Annotated[int, typer.Option(help="Replicas of the signal service (symbols are shared out).")] = 1,
+    topology: TopologyOpt = "seeds",
     redis_url: Annotated[str | None, typer.Option("--redis", help="Redis URL for the spec, without credentials; default: none, each service uses its CLAIRE_REDIS_URL.")] = None,
     db: Annotated[str | None, typer.Option("--db", help="Database URL for the spec, without password; default: none, each service uses its CLAIRE_DATABASE_URL.")] = None,
     data_root: Annotated[str | None, typer.Option(help="Name the data files DATA_ROOT/<file name> (where containers mount them, e.g. /data).")] = None,
@@ -343,8 +356,9 @@ def spec_cmd(
             _fail(f"{opt} must not carry a password: the services read it from their environment")
     cfg = make_config(list(data or []), symbol, strategy, param, quantity, fee_bps, maker_fee_bps, slippage_bps, fill,
                       risk, None, start_cash, max_volume_share)
+    _check_topology(topology)
     spec = spec_from_config(cfg, bus_url=redis_url, prefix="", database_url=db,  # type: ignore[arg-type]
-                            partitions=signal_replicas, speed=_speed(speed), synthetic=synthetic)
+                            partitions=signal_replicas, speed=_speed(speed), synthetic=synthetic, topology=topology)
     if data_root:
         spec["backtest"]["data"] = [f"{data_root.rstrip('/')}/{Path(p).name}" for p in spec["backtest"]["data"]]
     spec["prefix"] = f"claire:{{{run_hash(spec)}}}:"
@@ -462,12 +476,16 @@ def bench_bus(
 def bench_pipeline_cmd(
     events: Annotated[int, typer.Option(help="Market events to replay.")] = 30_000,
     rate: Annotated[float | None, typer.Option(help="Market events per second (default: as fast as it goes).")] = None,
+    topology: TopologyOpt = "seeds",
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The distributed pipeline (every service a process, Redis, PostgreSQL): events/s, latency, memory."""
     from claire.services.bench import bench_pipeline
 
-    res = bench_pipeline(events, rate=rate)
+    _check_topology(topology)
+    res = bench_pipeline(events, rate=rate, topology=topology)
+    res["command"] = (f"claire bench pipeline --events {events}" + (f" --rate {rate:g}" if rate else "")
+                      + (f" --topology {topology}" if topology != "seeds" else "") + " --json")
     print(json.dumps(res, default=str)) if json_out else out.print(res)
 
 

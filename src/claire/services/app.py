@@ -27,6 +27,7 @@ from claire.services.runner import MarketDataService, StageService, WriterServic
 from claire.services.stages import (
     PIPE_RESULTS,
     PIPE_SIGNALS,
+    AccountStage,
     ExecutionStage,
     PortfolioStage,
     RiskStage,
@@ -36,21 +37,27 @@ from claire.services.stages import (
 
 log = logging.getLogger("claire.services")
 
-SERVICES = ["marketdata", "signal", "risk", "execution", "portfolio", "writer"]
-DEFAULT_PORTS = {"marketdata": 8000, "signal": 8001, "risk": 8002, "execution": 8003, "portfolio": 8004, "writer": 8005}
+SERVICES = ["marketdata", "signal", "risk", "execution", "portfolio", "writer", "account"]
+DEFAULT_PORTS = {"marketdata": 8000, "signal": 8001, "risk": 8002, "execution": 8003, "portfolio": 8004, "writer": 8005,
+                 "account": 8006}
+# "seeds": the seeds' six services; "account": risk, execution and portfolio as one service
+TOPOLOGIES = ("seeds", "account")
 
 
 # --- the run spec: everything a service needs, shared by all services of a run ---------------
 
 def spec_from_config(cfg: BacktestConfig, *, bus_url: str, prefix: str, database_url: str | None,
                      partitions: int = 1, speed: float | None = None, synthetic: int = 0,
-                     ports: dict[str, int] | None = None) -> dict[str, Any]:
+                     ports: dict[str, int] | None = None, topology: str = "seeds") -> dict[str, Any]:
+    if topology not in TOPOLOGIES:
+        raise ValueError(f"unknown topology {topology!r} (one of {', '.join(TOPOLOGIES)})")
     return {
         "run_id": cfg.run_key(),
         "bus_url": bus_url,
         "prefix": prefix,
         "database_url": database_url,
         "partitions": partitions,
+        "topology": topology,
         "speed": speed,
         "synthetic": synthetic,
         "ports": ports or DEFAULT_PORTS,
@@ -193,9 +200,12 @@ def build_service(name: str, spec: dict[str, Any], bus: Bus, replica: int = 0, b
     elif name == "portfolio":
         stage = PortfolioStage(Portfolio(cfg.start_cash, ids))
         svc_name = name
+    elif name == "account":
+        stage = AccountStage(core, partitions)
+        svc_name = name
     else:
         raise ValueError(f"unknown service {name!r} (one of {', '.join(SERVICES)})")
-    if name == "risk":
+    if name in ("risk", "account"):
         part_of = {partition_stream(PIPE_SIGNALS, i, partitions): i for i in range(partitions)}
 
         def handle(stream: str, ev: Any, raw: bytes) -> Any:

@@ -253,7 +253,8 @@ def _read_stream(client: Any, key: str, chunk: int = 10_000) -> list[tuple[bytes
 
 def bench_pipeline(n_events: int = 20_000, rate: float | None = None, redis_url: str | None = None,
                    db_url: str | None = None, *, strategy: str = "momentum", data: list[Path] | None = None,
-                   timeout: float = 900.0, profile_dir: Path | None = None, keep: bool = False) -> dict[str, Any]:
+                   timeout: float = 900.0, profile_dir: Path | None = None, keep: bool = False,
+                   topology: str = "seeds") -> dict[str, Any]:
     """Run the whole distributed pipeline once and measure it (see the module docstring).
 
     ``n_events``: synthetic market events (rounded up to a multiple of the two symbols); ignored
@@ -298,7 +299,7 @@ def bench_pipeline(n_events: int = 20_000, rate: float | None = None, redis_url:
     speed = rate / events_per_event_s if rate else None
 
     cfg = BacktestConfig(data=paths, strategy=strategy, run_id=f"bench-{token}")
-    ports = {name: _free_port() for name in sv.START_ORDER}
+    ports = {name: _free_port() for name in [*sv.START_ORDER, "account"]}
     db_sqla = None
     state_dir = Path(tempfile.mkdtemp(prefix="claire-bench-"))
     bus = make_bus(redis_url, prefix=prefix)
@@ -313,17 +314,17 @@ def bench_pipeline(n_events: int = 20_000, rate: float | None = None, redis_url:
         listener = _Listener(_pg_url(admin_url, dbname))
         listener.start()
         spec = spec_from_config(cfg, bus_url=redis_url, prefix=prefix, database_url=db_sqla, partitions=1,
-                                speed=speed, synthetic=synthetic, ports=ports)
+                                speed=speed, synthetic=synthetic, ports=ports, topology=topology)
         spec_path = state_dir / "spec.json"
         spec_path.write_text(json.dumps(spec, indent=2))
-        sv.create_groups(bus, 1, report=False)
+        sv.create_groups(bus, 1, report=False, topology=topology)
         # the bench's own groups: never read, so the streams keep every entry until we read them
         for s in (MARKET_DATA, ORDER_RESULTS, SNAPSHOTS):
             bus.ensure_group(s, "bench", "0")
         redis_cpu0 = _redis_cpu(client)
         load_before = os.getloadavg()
         log_dir = state_dir / "logs"
-        services = sv.service_list(1)
+        services = sv.service_list(1, topology)
         for name, replica, display in services:
             if name == "marketdata":
                 continue
@@ -401,6 +402,7 @@ def bench_pipeline(n_events: int = 20_000, rate: float | None = None, redis_url:
             "speed": round(speed, 3) if speed else None,
             "source": "files" if paths else "synthetic",
             "strategy": strategy,
+            "topology": topology,
             "seconds": round(seconds, 3),
             "throughput_eps": round(len(market_ms) / seconds, 1) if seconds > 0 else None,
             "pipeline_eps": round(len(market_ms) / ((final_ms - first_pub_ms) / 1000), 1)
@@ -510,13 +512,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--profile", type=Path, default=None, help="record every service with py-spy into this dir")
     ap.add_argument("--keep", action="store_true", help="keep the database, the bus keys and the state dir")
+    ap.add_argument("--topology", choices=["seeds", "account"], default="seeds",
+                    help="seeds: six services; account: risk+execution+portfolio as one service")
     ap.add_argument("--json", action="store_true", help="print one JSON line")
     a = ap.parse_args(argv)
     res = bench_pipeline(a.events, a.rate, a.redis, a.db, strategy=a.strategy, data=a.data, timeout=a.timeout,
-                         profile_dir=a.profile, keep=a.keep)
+                         profile_dir=a.profile, keep=a.keep, topology=a.topology)
     rate = f" --rate {a.rate:g}" if a.rate else ""
     files = "".join(f" --data {p}" for p in a.data or [])
-    cmd = f"python -m claire.services.bench --events {a.events}{rate}{files} --json"
+    topo = " --topology account" if a.topology == "account" else ""
+    cmd = f"python -m claire.services.bench --events {a.events}{rate}{files}{topo} --json"
     res["command"] = cmd
     if a.json:
         print(json.dumps(res))

@@ -396,6 +396,8 @@ def stage_inputs(kind: str, replica: int, partitions: int) -> list[str]:
         return [PIPE_ORDERS]
     if kind == "portfolio":
         return [PIPE_RESULTS]
+    if kind == "account":
+        return [partition_stream(PIPE_SIGNALS, i, partitions) for i in range(partitions)]
     raise ValueError(f"unknown stage {kind!r}")
 
 

@@ -140,6 +140,35 @@ class SignalStage:
             self._dirty = set(self.engine.strategies)
 
 
+def merge_head(queues: list[deque[tuple[Event, bytes]]], cur: int, cur_part: int,
+           partitions: int) -> tuple[int, Event, bytes] | None:
+    """The next input of the partitions' queues in the one-process order: signals of the current
+    event (``cur``, from ``cur_part``), else the next event.
+
+    The signals of event N follow it in its partition, so the merge only moves past N once
+    that partition shows what comes after them.
+    """
+    q = queues[cur_part]
+    if not q and cur:
+        return None
+    if q:
+        ev = q[0][0]
+        if type(ev) is Signal and ev.seq == cur:
+            return cur_part, ev, q[0][1]
+    for i, q in enumerate(queues):
+        if q:
+            ev = q[0][0]
+            if type(ev) in MARKET and ev.seq == cur + 1:
+                return i, ev, q[0][1]
+    if partitions == 1 and queues[0]:
+        ev, raw = queues[0][0]
+        if type(ev) is Control or (type(ev) in MARKET and ev.seq > cur):
+            return 0, ev, raw  # gaps are allowed with one partition
+    if all(q and type(q[0][0]) is Control for q in queues):
+        return 0, queues[0][0][0], queues[0][0][1]
+    return None
+
+
 class RiskStage:
     """pipe.signals[.pN] (+ feedback from pipe.order_results) -> pipe.orders (+ topics orders,
     risk_events, alerts).
@@ -218,30 +247,7 @@ class RiskStage:
             out += [_topic_out(e) for e in self.risk.on_snapshot(snap)]
 
     def _head(self) -> tuple[int, Event, bytes] | None:
-        """The next input in the one-process order: signals of the current event, else the next event.
-
-        The signals of event N follow it in its partition, so the merge only moves past N once
-        that partition shows what comes after them.
-        """
-        q = self.queues[self.cur_part]
-        if not q and self.cur:
-            return None
-        if q:
-            ev = q[0][0]
-            if type(ev) is Signal and ev.seq == self.cur:
-                return self.cur_part, ev, q[0][1]
-        for i, q in enumerate(self.queues):
-            if q:
-                ev = q[0][0]
-                if type(ev) in MARKET and ev.seq == self.cur + 1:
-                    return i, ev, q[0][1]
-        if self.partitions == 1 and self.queues[0]:
-            ev, raw = self.queues[0][0]
-            if type(ev) is Control or (type(ev) in MARKET and ev.seq > self.cur):
-                return 0, ev, raw  # gaps are allowed with one partition
-        if all(q and type(q[0][0]) is Control for q in self.queues):
-            return 0, self.queues[0][0][0], self.queues[0][0][1]
-        return None
+        return merge_head(self.queues, self.cur, self.cur_part, self.partitions)
 
     def drain(self) -> list[Out]:
         out: list[Out] = []
@@ -404,3 +410,125 @@ class PortfolioStage:
     def set_state(self, st: dict[str, Any]) -> None:
         self.cur, self.done, self.now = st["cur"], st["done"], st["now"]
         self.portfolio.set_state(st["portfolio"])
+
+
+class _NoSignals:
+    """The account's core has no strategy: its signals come from the signal service's stream."""
+
+    def on_bar(self, ev: Any) -> tuple[Signal, ...]:
+        return ()
+
+    on_market = on_trade = on_quote = on_bar
+
+    def get_state(self) -> dict[str, Any]:
+        return {}
+
+    def set_state(self, st: dict[str, Any]) -> None:
+        pass
+
+
+class _MarkTap:
+    """The account's portfolio, telling the stage when it marks a market event (so the event is
+    forwarded to ``pipe.order_results`` exactly where the split pipeline's execution echoes it:
+    after the fills it caused, before anything the event's signals cause)."""
+
+    def __init__(self, portfolio: Portfolio, tap: Any) -> None:
+        self._pf = portfolio
+        self._tap = tap
+
+    def on_bar(self, ev: Bar) -> PortfolioSnapshot | None:
+        self._tap(ev)
+        return self._pf.on_bar(ev)
+
+    def on_market(self, ev: Any) -> PortfolioSnapshot | None:
+        self._tap(ev)
+        return self._pf.on_market(ev)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pf, name)
+
+
+class AccountStage:
+    """pipe.signals[.pN] -> the topics (orders, order_results, risk_events, alerts,
+    portfolio_snapshots) and pipe.order_results (for the run-file report).
+
+    Risk manager, paper execution and portfolio of one account in one process (``claire up
+    --topology account``): the one-process core itself (``TradingCore``, its strategy replaced by
+    the signals read from the stream), so no echo round trip between risk and execution and two
+    hops fewer per market event than the seeds' split. Each market event runs the core's steps
+    1-3 when it arrives; each signal after it goes through risk and execution as in step 4. The
+    partitions of signal replicas are merged in sequence order as in :class:`RiskStage`.
+    """
+
+    def __init__(self, core: Any, partitions: int = 1) -> None:
+        from claire.engine.core import TradingCore
+
+        self.out: list[Out] = []
+        self.raw: dict[int, bytes] = {}  # the raw bytes of the market event being handled
+        self.core = TradingCore(_NoSignals(), core.risk, core.execution,  # type: ignore[arg-type]
+                                _MarkTap(core.portfolio, self._marked), core.clock, self._emit)  # type: ignore[arg-type]
+        self.partitions = partitions
+        self.queues: list[deque[tuple[Event, bytes]]] = [deque() for _ in range(partitions)]
+        self.cur = 0
+        self.cur_part = 0
+        self.done = False
+
+    def _marked(self, ev: Event) -> None:
+        raw = self.raw.get(id(ev))
+        self.out.append((PIPE_RESULTS, raw if raw is not None else ev))
+
+    def _emit(self, ev: Event) -> None:
+        t = type(ev)
+        if t is Signal:
+            return  # already on the signals topic (the signal service)
+        if t is OrderResult:
+            ev = with_seq(ev, self.cur)
+            self.out.append((PIPE_RESULTS, ev))
+        elif t is Order or t is PortfolioSnapshot:
+            ev = with_seq(ev, self.cur)
+        self.out.append(_topic_out(ev))
+
+    def handle_signal_stream(self, ev: Event, raw: bytes, partition: int = 0) -> list[Out]:
+        self.queues[partition].append((ev, raw))
+        return self.drain()
+
+    def drain(self) -> list[Out]:
+        self.out = out = []
+        core = self.core
+        while True:
+            head = merge_head(self.queues, self.cur, self.cur_part, self.partitions)
+            if head is None:
+                return out
+            i, ev, raw = head
+            t = type(ev)
+            if t is Signal:
+                self.queues[i].popleft()
+                core.route((ev,))
+                continue
+            if t is Control:
+                for q in self.queues:
+                    q.popleft()
+                core.finish()
+                out.append((PIPE_RESULTS, raw))
+                self.done = True
+                continue
+            self.queues[i].popleft()
+            self.cur, self.cur_part = ev.seq, i
+            self.raw = {id(ev): raw}
+            core.on_market(ev)  # type: ignore[arg-type]
+            self.raw = {}
+
+    def get_state(self) -> dict[str, Any]:
+        return {"core": self.core.get_state(), "cur": self.cur, "cur_part": self.cur_part, "done": self.done,
+                "queues": [[base64.b64encode(raw).decode() for _, raw in q] for q in self.queues]}
+
+    def set_state(self, st: dict[str, Any]) -> None:
+        self.core.set_state(st["core"])
+        self.cur, self.cur_part, self.done = st["cur"], st["cur_part"], st["done"]
+        self.queues = []
+        for q in st["queues"]:
+            dq: deque[tuple[Event, bytes]] = deque()
+            for b in q:
+                raw = base64.b64decode(b)
+                dq.append((decode(raw), raw))
+            self.queues.append(dq)

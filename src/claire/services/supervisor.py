@@ -2,7 +2,8 @@
 
 State lives in ``--state-dir`` (default ``.claire``): ``spec.json`` (the run, shared by every
 service), ``pids.json`` and the logs (``logs/<service>/<YYYY-MM-DD>.log``). Services start by
-dependency level (writer, portfolio, execution, risk, signal replicas, market data last), after
+dependency level (writer, portfolio, execution, risk, signal replicas, market data last; with
+``--topology account`` risk, execution and portfolio are the one ``account`` service), after
 the consumer groups exist, so no message is published before its readers are known.
 """
 
@@ -34,12 +35,13 @@ from claire.services.stages import (
 )
 
 START_ORDER = ["writer", "portfolio", "execution", "risk", "signal", "marketdata"]
+ACCOUNT_START_ORDER = ["writer", "account", "signal", "marketdata"]
 
 
-def service_list(partitions: int) -> list[tuple[str, int, str]]:
+def service_list(partitions: int, topology: str = "seeds") -> list[tuple[str, int, str]]:
     """(service, replica, display name) in start order."""
     out = []
-    for name in START_ORDER:
+    for name in ACCOUNT_START_ORDER if topology == "account" else START_ORDER:
         if name == "signal":
             out += [("signal", i, f"signal-{i}" if partitions > 1 else "signal") for i in range(partitions)]
         else:
@@ -51,11 +53,11 @@ def port_of(spec: dict[str, Any], name: str, replica: int) -> int:
     return int(spec.get("ports", DEFAULT_PORTS)[name]) + (10 * replica if name == "signal" else 0)
 
 
-def create_groups(bus: Bus, partitions: int, report: bool = True) -> None:
+def create_groups(bus: Bus, partitions: int, report: bool = True, topology: str = "seeds") -> None:
     for i in range(partitions):
         for s in stage_inputs("signal", i, partitions):
             bus.ensure_group(s, "signal-" + str(i) if partitions > 1 else "signal", "0")
-    for name in ("risk", "execution", "portfolio"):
+    for name in ("account",) if topology == "account" else ("risk", "execution", "portfolio"):
         for s in stage_inputs(name, 0, partitions):
             bus.ensure_group(s, name, "0")
     topics = [SIGNALS, ORDERS, ORDER_RESULTS, SNAPSHOTS, RISK_EVENTS, ALERTS]
@@ -97,11 +99,11 @@ def up(spec: dict[str, Any], state_dir: Path, fresh: bool = True) -> dict[str, i
     try:
         if fresh:
             purge(bus)
-        create_groups(bus, int(spec.get("partitions", 1)))
+        create_groups(bus, int(spec.get("partitions", 1)), topology=spec.get("topology", "seeds"))
     finally:
         bus.close()
     pids: dict[str, int] = {}
-    for name, replica, display in service_list(int(spec.get("partitions", 1))):
+    for name, replica, display in service_list(int(spec.get("partitions", 1)), spec.get("topology", "seeds")):
         proc = start_service(spec_path, name, replica, log_dir)
         pids[display] = proc.pid
     (state_dir / "pids.json").write_text(json.dumps(pids, indent=2))
