@@ -4,7 +4,9 @@
   PostgreSQL: a small batch (fewer than ``COPY_MIN_ROWS`` rows for every table; what a live
   service flushes after each read) is sent as one pipeline of set-based statements
   (``INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING``, prepared by the driver)
-  followed by ``COMMIT``: one round trip per batch. A large batch goes in by ``COPY``.
+  followed by ``COMMIT``: one round trip per batch. A large batch goes in by ``COPY`` (binary
+  format, dumped by psycopg's C dumpers; the writer's own text format when a value is not of
+  its column's Python type).
   SQLite: executemany.
 - Idempotent: every insert is ``ON CONFLICT DO NOTHING`` on the event id (``COPY`` first runs
   optimistically; a key already stored makes it fail, and the batch is redone skipping the
@@ -496,8 +498,9 @@ def _pg_copy_insert(
     rows: list[dict[str, Any]],
     fresh: bool,
 ) -> set[str]:
-    """COPY the rows straight into the table (COPY is much cheaper than parameters; the rows
-    are formatted here, cheaper than the driver's dumpers); returns the keys written.
+    """COPY the rows straight into the table (COPY is much cheaper than parameters; binary
+    format, formatted before the COPY starts, else text streamed as it is formatted); returns
+    the keys written.
 
     Optimistic by default: a key already stored makes the COPY fail with a unique violation and
     the writer redoes the batch in careful mode (``tx.careful``), where the keys already stored
