@@ -260,3 +260,13 @@ def test_a_value_binary_copy_cannot_dump_falls_back_to_text(pg):
     assert w.stats["row_by_row"] == 0 and w.stats["dead_letters"] == 0
     assert count(pg, "signals") == 110 and count(pg, "market_conditions") == 110
     assert scalar(pg, "SELECT correlation_id FROM signals WHERE id = 'g-s-3'") == "1003"
+
+
+def test_a_numeric_out_of_range_in_a_copy_batch_is_dead_lettered_alone(pg):
+    evs = [F.signal(F.T0 + i * F.MS, sid=f"h-s-{i}") for i in range(110)]
+    evs[5] = msgspec.structs.replace(evs[5], quantity=Decimal("1E-20000"))  # beyond NUMERIC's scale
+    with EventWriter(pg, "run-num", batch_size=5000, flush_interval=None) as w:
+        w.write_many(evs)
+    assert count(pg, "signals") == 109 and count(pg, "market_conditions") == 109
+    assert rows(pg, "SELECT event_id FROM dead_letters") == [("h-s-5",)]
+    assert "rejected by the database" in scalar(pg, "SELECT reason FROM dead_letters")

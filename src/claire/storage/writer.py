@@ -556,6 +556,7 @@ def _pg_binary_copy_data(cur: Any, spec: _Spec, rows: list[dict[str, Any]], take
     """The rows in COPY's binary format, formatted by psycopg's C dumpers (numeric, timestamptz,
     text...: cheaper for the server than text); None if a value is not of its column's Python
     type (the caller then writes text, where every value goes through ``str``)."""
+    import psycopg
     from psycopg import adapters
     from psycopg._copy_base import _binary_signature, _binary_trailer, format_row_binary
     from psycopg.adapt import PyFormat, Transformer
@@ -579,7 +580,8 @@ def _pg_binary_copy_data(cur: Any, spec: _Spec, rows: list[dict[str, Any]], take
                     if v is not None:
                         vals[j] = b"\x01" + enc(v)
             format_row_binary(vals, tf, buf)
-    except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
+    except (TypeError, ValueError, OverflowError, msgspec.EncodeError, psycopg.DataError):
+        # e.g. a str column holding an int, a numeric beyond the binary format's range
         log.debug("binary COPY of %s not possible; writing text", spec.table.name, exc_info=True)
         return None
     buf += _binary_trailer
