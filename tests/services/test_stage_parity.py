@@ -20,6 +20,7 @@ from claire.services.stages import (
     PIPE_SIGNALS,
     RISK_EVENTS,
     SNAPSHOTS,
+    AccountStage,
     ExecutionStage,
     PortfolioStage,
     RiskStage,
@@ -144,3 +145,73 @@ def test_two_signal_partitions_and_restarts_match_core(data_dir):
     assert pf.equity() == ref.portfolio.equity()
     assert isinstance(snaps[-1], PortfolioSnapshot) and snaps[-1].reason == "final"
     assert isinstance(RiskEvent, type)
+
+
+def run_account(cfg: BacktestConfig, bars, seed: int, partitions: int = 1, checkpoint_every: int = 0):
+    """Signal stage(s) -> AccountStage over in-memory queues with a random scheduler; also feeds
+    the report's portfolio replica from the account's pipe.order_results."""
+    ids = IdFactory(cfg.run_key())
+    sig_stages = [SignalStage(build_core(cfg, lambda e: None, ids).signals) for _ in range(partitions)]
+    acc = AccountStage(build_core(cfg, lambda e: None, ids), partitions)
+    replica = PortfolioStage(Portfolio(cfg.start_cash, ids))
+    market = [deque() for _ in range(partitions)]
+    for b in bars:
+        market[partition_of(b.symbol, partitions)].append(encode(b))
+    eod = encode(Control(id="eod", ts_event=bars[-1].ts_event, ts_recv=bars[-1].ts_event, kind="end_of_data",
+                         seq=len(bars) + 1))
+    for q in market:
+        q.append(eod)
+    sig_q = [deque() for _ in range(partitions)]
+    fills, snaps, risk_events, replica_snaps = [], [], [], []
+    rng = random.Random(seed)
+    steps = 0
+    while any(market) or any(sig_q):
+        k = rng.choice([k for k, q in (("m", any(market)), ("s", any(sig_q))) if q])
+        for _ in range(rng.randint(1, 20)):
+            src = market if k == "m" else sig_q
+            parts = [i for i, q in enumerate(src) if q]
+            if not parts:
+                break
+            i = rng.choice(parts)
+            raw = src[i].popleft()
+            if k == "m":
+                for stream, item in sig_stages[i].handle(decode(raw), raw):
+                    if stream.startswith(PIPE_SIGNALS):
+                        sig_q[i].append(item if isinstance(item, bytes) else encode(item))
+                continue
+            for stream, item in acc.handle_signal_stream(decode(raw), raw, i):
+                ev = decode(item if isinstance(item, bytes) else encode(item))
+                if stream == PIPE_RESULTS:
+                    replica_snaps += [s for _, s in replica.handle(ev, b"")]
+                    if type(ev) is OrderResult and ev.is_fill:
+                        fills.append(ev)
+                elif stream == SNAPSHOTS:
+                    snaps.append(ev)
+                elif stream == RISK_EVENTS:
+                    risk_events.append(ev)
+            steps += 1
+            if checkpoint_every and steps % checkpoint_every == 0:
+                for st in [*sig_stages, acc]:
+                    st.set_state(msgspec.json.decode(msgspec.json.encode(st.get_state())))
+    return fills, snaps, risk_events, replica_snaps, acc
+
+
+@pytest.mark.parametrize(("fill", "partitions", "checkpoint_every"), [("next_open", 1, 0), ("close", 2, 89)])
+def test_account_stage_matches_core(data_dir, fill, partitions, checkpoint_every):
+    """Risk, execution and portfolio as one stage (``--topology account``): the core's fills,
+    snapshots and risk decisions, also with two signal partitions and restarts from checkpoints;
+    the report's replica fed from its pipe.order_results sees the same snapshots."""
+    bars = _bars(data_dir, 4000)
+    cfg = BacktestConfig(strategy="sma_cross", params={"fast": 10, "slow": 30}, fill=fill,
+                         max_volume_share=Decimal("0.05"), run_id="parity-account")
+    ref = run_backtest(cfg, events=bars)
+    fills, snaps, risk_events, replica_snaps, acc = run_account(cfg, bars, seed=3, partitions=partitions,
+                                                                 checkpoint_every=checkpoint_every)
+    assert len(ref.fills) > 30
+    assert [f.id for f in fills] == [f.id for f in ref.fills]
+    assert [_key(f) for f in fills] == [_key(f) for f in ref.fills]
+    ref_snaps = [(s.ts_event, s.equity, s.reason) for s in ref.recorder.snapshots]
+    assert [(s.ts_event, s.equity, s.reason) for s in snaps] == ref_snaps
+    assert [(s.ts_event, s.equity, s.reason) for s in replica_snaps] == ref_snaps
+    assert [(r.id, r.action, r.check) for r in risk_events] == [(r.id, r.action, r.check) for r in ref.recorder.risk_events]
+    assert acc.done and acc.core.portfolio.equity() == ref.portfolio.equity()

@@ -169,6 +169,21 @@ def merge_head(queues: list[deque[tuple[Event, bytes]]], cur: int, cur_part: int
     return None
 
 
+def _dump_queues(queues: list[deque[tuple[Event, bytes]]]) -> list[list[str]]:
+    return [[base64.b64encode(raw).decode() for _, raw in q] for q in queues]
+
+
+def _load_queues(dumped: list[list[str]]) -> list[deque[tuple[Event, bytes]]]:
+    queues = []
+    for q in dumped:
+        dq: deque[tuple[Event, bytes]] = deque()
+        for b in q:
+            raw = base64.b64decode(b)
+            dq.append((decode(raw), raw))
+        queues.append(dq)
+    return queues
+
+
 class RiskStage:
     """pipe.signals[.pN] (+ feedback from pipe.order_results) -> pipe.orders (+ topics orders,
     risk_events, alerts).
@@ -314,7 +329,7 @@ class RiskStage:
     def get_state(self) -> dict[str, Any]:
         return {
             "risk": self.risk.get_state(), "mirror": self.mirror.get_state(),
-            "queues": [[base64.b64encode(raw).decode() for _, raw in q] for q in self.queues],
+            "queues": _dump_queues(self.queues),
             "cur": self.cur, "cur_part": self.cur_part, "forwarded": self.forwarded, "sent": self.sent, "echoed": self.echoed,
             "outstanding": sorted(self.outstanding), "mirror_seq": self.mirror_seq, "done": self.done,
             "lagging": self.lagging, "now": self.clock.now if self.clock is not None else 0,
@@ -323,13 +338,7 @@ class RiskStage:
     def set_state(self, st: dict[str, Any]) -> None:
         self.risk.set_state(st["risk"])
         self.mirror.set_state(st["mirror"])
-        self.queues = []
-        for q in st["queues"]:
-            dq: deque[tuple[Event, bytes]] = deque()
-            for b in q:
-                raw = base64.b64decode(b)
-                dq.append((decode(raw), raw))
-            self.queues.append(dq)
+        self.queues = _load_queues(st["queues"])
         self.cur, self.forwarded, self.sent, self.echoed = st["cur"], st["forwarded"], st["sent"], st["echoed"]
         self.cur_part = st["cur_part"]
         self.outstanding = set(st["outstanding"])
@@ -520,15 +529,9 @@ class AccountStage:
 
     def get_state(self) -> dict[str, Any]:
         return {"core": self.core.get_state(), "cur": self.cur, "cur_part": self.cur_part, "done": self.done,
-                "queues": [[base64.b64encode(raw).decode() for _, raw in q] for q in self.queues]}
+                "queues": _dump_queues(self.queues)}
 
     def set_state(self, st: dict[str, Any]) -> None:
         self.core.set_state(st["core"])
         self.cur, self.cur_part, self.done = st["cur"], st["cur_part"], st["done"]
-        self.queues = []
-        for q in st["queues"]:
-            dq: deque[tuple[Event, bytes]] = deque()
-            for b in q:
-                raw = base64.b64decode(b)
-                dq.append((decode(raw), raw))
-            self.queues.append(dq)
+        self.queues = _load_queues(st["queues"])
