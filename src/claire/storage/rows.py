@@ -93,8 +93,14 @@ def dec(value: Any, name: str, *, positive: bool = False, not_negative: bool = F
     return value
 
 
-def req(value: Any, name: str, **kw: bool) -> Decimal:
-    out = dec(value, name, **kw)
+def req(value: Any, name: str, *, positive: bool = False, not_negative: bool = False) -> Decimal:
+    if type(value) is Decimal and value.is_finite():  # the common case, fast
+        if positive:
+            if value > 0:
+                return value
+        elif not not_negative or value >= 0:
+            return value
+    out = dec(value, name, positive=positive, not_negative=not_negative)
     if out is None:
         raise RowError(f"`{name}` is required")
     return out
