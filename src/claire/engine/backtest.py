@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -101,26 +102,15 @@ def build_core(cfg: BacktestConfig, emit: Callable[[Event], Any], ids: IdFactory
 def run_events(core: TradingCore, events: Iterable[Bar | TradeTick | QuoteTick],
                progress: Callable[[int], Any] | None = None, every: int = 10_000) -> int:
     """Feed market events to the core. Returns how many were processed."""
-    n = 0
-    on_bar = core.on_bar
-    on_market = core.on_market
     if progress is None:
-        for ev in events:
-            if type(ev) is Bar:
-                on_bar(ev)
-            else:
-                on_market(ev)
+        core.run(events)
         return core.processed
-    for ev in events:
-        if type(ev) is Bar:
-            on_bar(ev)
-        else:
-            on_market(ev)
-        n += 1
-        if n % every == 0:
-            progress(every)
-    progress(n % every)
-    return core.processed
+    it = iter(events)
+    while True:  # in chunks of `every`, reporting each (the last one may be short, or empty)
+        n = core.run(islice(it, every))
+        progress(n)
+        if n < every:
+            return core.processed
 
 
 def run_backtest(cfg: BacktestConfig, events: Iterable[Bar | TradeTick | QuoteTick] | None = None,

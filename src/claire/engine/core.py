@@ -54,27 +54,47 @@ class TradingCore:
         self._sig_bar = signals.on_bar
         self._risk_snap = risk.on_snapshot
 
+    def run(self, events: Iterable[Bar | TradeTick | QuoteTick]) -> int:
+        """Handle market events in order; returns how many. ``on_bar`` and ``on_market`` go
+        through here too, so a replay and the live runtimes run the same steps for a bar
+        (here without a Python call per bar: the components' bar handlers are looked up once)."""
+        clock = self.clock
+        ex_bar = self._ex_bar
+        pf_bar = self._pf_bar
+        risk_bar = self._risk_bar
+        sig_bar = self._sig_bar
+        risk_snap = self._risk_snap
+        emit = self.emit
+        route = self.route
+        start = self.processed
+        for ev in events:
+            if type(ev) is not Bar:
+                self._on_tick(ev)
+                continue
+            clock.now = ev.ts_event
+            fills = ex_bar(ev)
+            if fills:
+                route(fills)
+            snap = pf_bar(ev)
+            if snap is not None:  # the periodic snapshot: to emit and to the risk manager
+                emit(snap)
+                out = risk_snap(snap)
+                if out:
+                    route(out)
+            risk_bar(ev)
+            sigs = sig_bar(ev)
+            if sigs:
+                route(sigs)
+            self.processed += 1
+        return self.processed - start
+
     def on_bar(self, bar: Bar) -> None:
-        self.clock.now = bar.ts_event
-        fills = self._ex_bar(bar)
-        if fills:
-            self.route(fills)
-        snap = self._pf_bar(bar)
-        if snap is not None:  # the periodic snapshot: to emit and to the risk manager
-            self.emit(snap)
-            out = self._risk_snap(snap)
-            if out:
-                self.route(out)
-        self._risk_bar(bar)
-        sigs = self._sig_bar(bar)
-        if sigs:
-            self.route(sigs)
-        self.processed += 1
+        self.run((bar,))
 
     def on_market(self, ev: Bar | TradeTick | QuoteTick) -> None:
-        if type(ev) is Bar:
-            self.on_bar(ev)
-            return
+        self.run((ev,))
+
+    def _on_tick(self, ev: TradeTick | QuoteTick) -> None:
         self.clock.now = ev.ts_event
         fills = self.execution.on_market(ev)
         if fills:
