@@ -41,6 +41,10 @@ class IdFactory:
     def __call__(self, *parts: object) -> str:
         return _uuid5_text(self._ns_bytes, ":".join(map(str, parts)))
 
+    def of(self, name: str) -> str:
+        """The id of an already joined name: ``of(f"a:{b}")`` is ``self("a", b)``."""
+        return _uuid5_text(self._ns_bytes, name)
+
 
 class BoundedSet:
     """The most recent ``maxlen`` ids, for dropping redelivered messages without growing forever."""
@@ -63,6 +67,16 @@ class BoundedSet:
         self._order.append(item)
         if len(self._order) > self.maxlen:
             self._set.discard(self._order.popleft())
+
+    def add_new(self, item: str) -> bool:
+        """Add ``item``; False (and nothing changes) when it is already there."""
+        if item in self._set:
+            return False
+        self._set.add(item)
+        self._order.append(item)
+        if len(self._order) > self.maxlen:
+            self._set.discard(self._order.popleft())
+        return True
 
     def __contains__(self, item: object) -> bool:
         return item in self._set

@@ -49,6 +49,13 @@ from claire.events.time import NS_PER_DAY
 ZERO = Decimal(0)
 BPS = Decimal(10_000)
 _EMPTY: tuple[OrderResult, ...] = ()
+# Enum members of the matching path as module constants (reading one from its Enum class runs
+# a Python-level descriptor on Python 3.11)
+_BUY = Side.BUY
+_MARKET, _LIMIT = OrderType.MARKET, OrderType.LIMIT
+_TAKER, _MAKER = Liquidity.TAKER, Liquidity.MAKER
+_FOK, _IOC, _DAY = TimeInForce.FOK, TimeInForce.IOC, TimeInForce.DAY
+_FILLED, _PARTIALLY_FILLED, _CANCELLED = OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED, OrderStatus.CANCELLED
 
 
 class FillMode(StrEnum):
@@ -167,7 +174,7 @@ class PaperExecution:
         out = []
         for sym in list(self.working):
             for w in self.working.pop(sym):
-                out.append(self._final(w, OrderStatus.CANCELLED, ts, reason))
+                out.append(self._final(w, _CANCELLED, ts, reason))
         return out
 
     # --- matching -------------------------------------------------------------------------
@@ -180,26 +187,26 @@ class PaperExecution:
             o = w.order
             if self._day_expired(w, sym, ts, out):
                 continue
-            if o.order_type is OrderType.MARKET:
+            if o.order_type is _MARKET:
                 base = bar.open if at_open else bar.close
-                price = base * (1 + self._slip) if o.side is Side.BUY else base * (1 - self._slip)
-                liq = Liquidity.TAKER
+                price = base * (1 + self._slip) if o.side is _BUY else base * (1 - self._slip)
+                liq = _TAKER
             else:
                 limit = o.price
                 ref = bar.open if at_open else bar.close
-                if o.side is Side.BUY:
+                if o.side is _BUY:
                     if ref <= limit:
-                        price, liq = ref, (Liquidity.MAKER if w.rested else Liquidity.TAKER)
+                        price, liq = ref, (_MAKER if w.rested else _TAKER)
                     elif at_open and bar.low <= limit:
-                        price, liq = limit, Liquidity.MAKER
+                        price, liq = limit, _MAKER
                     else:
                         self._expire(w, sym, bar.ts_event, out)
                         continue
                 else:
                     if ref >= limit:
-                        price, liq = ref, (Liquidity.MAKER if w.rested else Liquidity.TAKER)
+                        price, liq = ref, (_MAKER if w.rested else _TAKER)
                     elif at_open and bar.high >= limit:
-                        price, liq = limit, Liquidity.MAKER
+                        price, liq = limit, _MAKER
                     else:
                         self._expire(w, sym, bar.ts_event, out)
                         continue
@@ -221,17 +228,17 @@ class PaperExecution:
             o = w.order
             if self._day_expired(w, sym, ts, out):
                 continue
-            buy = o.side is Side.BUY
+            buy = o.side is _BUY
             touch = ask if buy else bid
-            if o.order_type is OrderType.LIMIT:
+            if o.order_type is _LIMIT:
                 if (buy and touch > o.price) or (not buy and touch < o.price):
                     self._expire(w, sym, ts, out)
                     continue
                 price = touch
-                liq = Liquidity.MAKER if w.rested else Liquidity.TAKER
+                liq = _MAKER if w.rested else _TAKER
             else:
                 price = touch * (1 + self._slip) if buy else touch * (1 - self._slip)
-                liq = Liquidity.TAKER
+                liq = _TAKER
             avail = avail_ask if buy else avail_bid
             qty = self._take(w, sym, avail, price, liq, ts, ts, out, "size at the touch")
             if qty is not None and avail is not None:
@@ -246,9 +253,9 @@ class PaperExecution:
         """Fill what ``avail`` allows (all of it without a limit); returns the quantity taken, or
         None when a fill-or-kill order was cancelled instead."""
         qty = w.leaves if avail is None else min(w.leaves, avail)
-        if w.order.time_in_force is TimeInForce.FOK and qty < w.leaves:
+        if w.order.time_in_force is _FOK and qty < w.leaves:
             self._remove(sym, w)
-            out.append(self._final(w, OrderStatus.CANCELLED, ts, f"fill or kill: not enough {what} to fill at once"))
+            out.append(self._final(w, _CANCELLED, ts, f"fill or kill: not enough {what} to fill at once"))
             return None
         if qty > 0:
             out.append(self._fill(w, qty, price, liq, ts))
@@ -260,29 +267,29 @@ class PaperExecution:
             self._remove(sym, w)
             return
         tif = w.order.time_in_force
-        if tif is TimeInForce.IOC:
+        if tif is _IOC:
             self._remove(sym, w)
             reason = "immediate or cancel: rest cancelled" if qty > 0 else "immediate or cancel: no volume"
-            out.append(self._final(w, OrderStatus.CANCELLED, ts, reason))
+            out.append(self._final(w, _CANCELLED, ts, reason))
         else:
             self._expire(w, sym, now, out)
 
     def _day_expired(self, w: _Working, sym: str, ts: int, out: list[OrderResult]) -> bool:
         o = w.order
-        if o.time_in_force is TimeInForce.DAY and ts // NS_PER_DAY > o.ts_event // NS_PER_DAY:
+        if o.time_in_force is _DAY and ts // NS_PER_DAY > o.ts_event // NS_PER_DAY:
             self._remove(sym, w)
-            out.append(self._final(w, OrderStatus.CANCELLED, ts, "day order expired at the end of the UTC day"))
+            out.append(self._final(w, _CANCELLED, ts, "day order expired at the end of the UTC day"))
             return True
         return False
 
     def _expire(self, w: _Working, sym: str, now: int, out: list[OrderResult]) -> None:
         o = w.order
-        if o.time_in_force is TimeInForce.DAY and now // NS_PER_DAY > o.ts_event // NS_PER_DAY:
+        if o.time_in_force is _DAY and now // NS_PER_DAY > o.ts_event // NS_PER_DAY:
             self._remove(sym, w)
-            out.append(self._final(w, OrderStatus.CANCELLED, now, "day order expired at the end of the UTC day"))
-        elif o.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
+            out.append(self._final(w, _CANCELLED, now, "day order expired at the end of the UTC day"))
+        elif o.time_in_force in (_IOC, _FOK):
             self._remove(sym, w)
-            out.append(self._final(w, OrderStatus.CANCELLED, now, f"{o.time_in_force.value}: limit not reached"))
+            out.append(self._final(w, _CANCELLED, now, f"{o.time_in_force.value}: limit not reached"))
 
     def _remove(self, sym: str, w: _Working) -> None:
         lst = self.working.get(sym)
@@ -301,9 +308,9 @@ class PaperExecution:
         w.leaves -= qty
         notional = qty * price
         w.notional += notional
-        fee = notional * (self._maker if liq is Liquidity.MAKER else self._taker)
+        fee = notional * (self._maker if liq is _MAKER else self._taker)
         ref = o.reference_price
-        slip = (price - ref) / ref * BPS if o.side is Side.BUY else (ref - price) / ref * BPS
+        slip = (price - ref) / ref * BPS if o.side is _BUY else (ref - price) / ref * BPS
         rid = self.ids("fill", o.id, w.n)
         return OrderResult(
             id=rid,
@@ -315,7 +322,7 @@ class PaperExecution:
             signal_id=o.signal_id,
             symbol=o.symbol,
             side=o.side,
-            status=OrderStatus.FILLED if not w.leaves else OrderStatus.PARTIALLY_FILLED,
+            status=_FILLED if not w.leaves else _PARTIALLY_FILLED,
             order_type=o.order_type,
             quantity=qty,
             price=price,

@@ -40,6 +40,9 @@ ZERO = Decimal(0)
 TWO = Decimal(2)
 _replace = msgspec.structs.replace
 AVG_QUANTUM = Decimal("1e-12")
+# enum members as module constants (reading one from its Enum class is slow on Python 3.11)
+_BUY = Side.BUY
+_LONG, _SHORT, _FLAT = PositionSide.LONG, PositionSide.SHORT, PositionSide.FLAT
 
 
 class Position:
@@ -52,7 +55,7 @@ class Position:
         self.realized = ZERO
         self.fees = ZERO
         self.avg = ZERO  # average entry, kept up to date by apply()
-        self.side = PositionSide.FLAT  # likewise
+        self.side = _FLAT  # likewise
         self.opened_ts: int | None = None
         self.state: PositionState | None = None  # last reported state (reused while nothing changed)
 
@@ -70,10 +73,10 @@ class Position:
     def _derive(self) -> None:
         q = self.qty
         self.avg = (self.cost / q).quantize(AVG_QUANTUM) if q else ZERO
-        self.side = PositionSide.LONG if q > 0 else PositionSide.SHORT if q < 0 else PositionSide.FLAT
+        self.side = _LONG if q > 0 else _SHORT if q < 0 else _FLAT
 
     def _apply(self, side: Side, qty: Decimal, price: Decimal, fee: Decimal, ts: int) -> Decimal:
-        signed = qty if side is Side.BUY else -qty
+        signed = qty if side is _BUY else -qty
         self.fees += fee
         cur = self.qty
         realized = ZERO
@@ -142,6 +145,17 @@ class Portfolio:
             eq += pos.qty * marks[sym]
         return eq
 
+    def equity_and_exposure(self) -> tuple[Decimal, Decimal]:
+        """``(equity(), total_exposure())`` in one pass (the same sums, in the same order)."""
+        eq = self.cash
+        total = ZERO
+        marks = self.marks
+        for sym, pos in self.open.items():
+            v = pos.qty * marks[sym]
+            eq += v
+            total += abs(v)
+        return eq, total
+
     def position_qty(self, symbol: str) -> Decimal:
         pos = self.open.get(symbol)
         return pos.qty if pos is not None else ZERO
@@ -177,9 +191,12 @@ class Portfolio:
     # --- inputs ---------------------------------------------------------------------------
     def on_bar(self, bar: Bar) -> PortfolioSnapshot | None:
         ts = bar.ts_event
-        snap = self._periodic(ts) if ts > self.next_snapshot else None
+        if ts > self.next_snapshot:  # once per interval of event time
+            snap = self._periodic(ts)
+            self.marks[bar.symbol] = bar.close
+            return snap
         self.marks[bar.symbol] = bar.close
-        return snap
+        return None
 
     def on_trade(self, tick: TradeTick) -> PortfolioSnapshot | None:
         ts = tick.ts_event
@@ -215,7 +232,7 @@ class Portfolio:
             ctx.prec = 50
             realized = pos.apply(fill.side, qty, price, fee, fill.ts_event)
             notional = qty * price
-            self.cash += -notional - fee if fill.side is Side.BUY else notional - fee
+            self.cash += -notional - fee if fill.side is _BUY else notional - fee
         self.realized += realized
         self.fees += fee
         if pos.qty:
@@ -248,35 +265,39 @@ class Portfolio:
     def snapshot(self, ts: int, reason: str, cause: str | None = None) -> PortfolioSnapshot:
         cash = self.cash
         equity = cash
-        if self.open:
+        open_ = self.open
+        if open_:
             marks = self.marks
             unreal = ZERO
             exposure = ZERO
             states = []
             append = states.append
-            for sym, pos in self.open.items():
+            for sym, pos in open_.items():
                 mark = marks[sym]
                 st = pos.state
-                if st is not None and st.mark_price == mark:  # nothing changed since the last one
-                    equity += st.cost_basis + st.unrealized_pnl
-                    unreal += st.unrealized_pnl
-                    exposure += st.exposure
-                    append(st)
-                    continue
-                value = pos.qty * mark
-                u = value - pos.cost
-                a = abs(value)
-                equity += value
-                unreal += u
-                exposure += a
-                if st is None:
-                    st = PositionState(
+                if st is not None:
+                    if st.mark_price == mark:  # nothing changed since the last one
+                        equity += st.cost_basis + st.unrealized_pnl
+                        unreal += st.unrealized_pnl
+                        exposure += st.exposure
+                        append(st)
+                        continue
+                    # the position is unchanged since its last state: only the mark moved
+                    value = pos.qty * mark
+                    u = value - pos.cost
+                    a = value if pos.side is _LONG else abs(value)  # a long's value is its exposure
+                    st = pos.state = _replace(st, mark_price=mark, unrealized_pnl=u, exposure=a)
+                else:
+                    value = pos.qty * mark
+                    u = value - pos.cost
+                    a = abs(value)
+                    st = pos.state = PositionState(
                         symbol=sym, side=pos.side, quantity=pos.qty, avg_price=pos.avg, mark_price=mark,
                         cost_basis=pos.cost, unrealized_pnl=u, realized_pnl=pos.realized, fees=pos.fees,
                         exposure=a, opened_ts=pos.opened_ts)
-                else:  # the position is unchanged since its last state: only the mark moved
-                    st = _replace(st, mark_price=mark, unrealized_pnl=u, exposure=a)
-                pos.state = st
+                equity += value
+                unreal += u
+                exposure += a
                 append(st)
             positions = tuple(states)
             exposure_pct = exposure / equity if equity > ZERO else ZERO
@@ -298,10 +319,10 @@ class Portfolio:
             dd = (hwm - equity) / hwm
             if dd > self.max_drawdown:
                 self.max_drawdown = dd
-        self.seq += 1
+        seq = self.seq = self.seq + 1
         self.last_ts = ts
         return PortfolioSnapshot(
-            id=f"{self._key}:snap:{self.seq}",
+            id=f"{self._key}:snap:{seq}",
             ts_event=ts,
             ts_recv=ts,
             causation_id=cause,

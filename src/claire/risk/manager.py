@@ -53,10 +53,28 @@ BPS = Decimal(10_000)
 Q6 = Decimal("0.000001")
 _EMPTY: tuple[Event, ...] = ()
 
+# Enum members used on every decision, as module constants: on Python 3.11 reading a member
+# from its Enum class (``RiskCheck.ALL``) runs a Python-level descriptor, some 1,000 machine
+# instructions each time; a module global is a dictionary hit.
+_BUY, _SELL = Side.BUY, Side.SELL
+_ACTIVE, _HALTED, _BROKEN = TradingState.ACTIVE, TradingState.HALTED, TradingState.CIRCUIT_BROKEN
+_ALL, _SIZING, _DATA_QUALITY = RiskCheck.ALL, RiskCheck.SIZING, RiskCheck.DATA_QUALITY
+_POSITION_LIMIT, _DAILY_DRAWDOWN = RiskCheck.POSITION_LIMIT, RiskCheck.DAILY_DRAWDOWN
+_TOTAL_EXPOSURE, _CIRCUIT_BREAKER = RiskCheck.TOTAL_EXPOSURE, RiskCheck.CIRCUIT_BREAKER
+_SLIPPAGE, _SPREAD = RiskCheck.SLIPPAGE, RiskCheck.SPREAD
+_APPROVED, _RESIZED = RiskAction.APPROVED, RiskAction.RESIZED
+_REJECTED, _DELAYED = RiskAction.REJECTED, RiskAction.DELAYED
+_AGE0 = Decimal(0) / NS_PER_SEC  # R1: the age of market data from the signal's own event time
+_STATE_VALUE = {s: s.value for s in TradingState}
+# check results that never vary (immutable, so one instance serves every decision)
+_R2_REDUCES = CheckResult(check=_POSITION_LIMIT, passed=True, note="reduces the position")
+_R4_REDUCES = CheckResult(check=_TOTAL_EXPOSURE, passed=True, note="reduces exposure")
+_R7_NO_QUOTE = CheckResult(check=_SPREAD, passed=True, note="no quote: spread unknown (bar data)")
+
 
 class _Reject(Exception):
     def __init__(self, check: RiskCheck, reason: str, value: Decimal | None = None,
-                 limit: Decimal | None = None, action: RiskAction = RiskAction.REJECTED) -> None:
+                 limit: Decimal | None = None, action: RiskAction = _REJECTED) -> None:
         self.check, self.reason, self.value, self.limit, self.action = check, reason, value, limit, action
 
 
@@ -71,7 +89,7 @@ class RiskManager:
         self.portfolio = portfolio
         self.ids = ids or IdFactory()
         self.clock = clock
-        self.state = TradingState.ACTIVE
+        self.state = _ACTIVE
         self.halted_day: int | None = None
         self.last: dict[str, Bar | QuoteTick | TradeTick] = {}
         self.delayed: dict[str, list[tuple[Signal, int]]] = {}  # symbol -> [(signal, deadline ns)]
@@ -82,6 +100,7 @@ class RiskManager:
         self._stale_ns = int(config.data_stale_timeout_sec * NS_PER_SEC)
         self._delay_ns = int(config.spread_delay_sec * NS_PER_SEC)
         self._fee = config.fee_bps / BPS
+        self._cash_factor = ONE + config.expected_slippage_bps / BPS + Decimal("0.01")
         self._n = 0
 
     # --- market data ----------------------------------------------------------------------
@@ -108,24 +127,25 @@ class RiskManager:
 
     # --- portfolio feedback: trading state transitions ------------------------------------
     def on_snapshot(self, snap: PortfolioSnapshot) -> list[Event]:
-        if not self.config.enabled or (self.state is TradingState.ACTIVE and not snap.drawdown_pct
-                                       and snap.equity >= snap.day_start_equity):
-            return []  # the common case: nothing to check
+        state = self.state
+        if state is _BROKEN or not self.config.enabled or (
+                state is _ACTIVE and not snap.drawdown_pct and snap.equity >= snap.day_start_equity):
+            return []  # the common cases: nothing to check (a circuit break waits for an explicit reset)
         out: list[Event] = []
         ts = snap.ts_event
-        if self.state is TradingState.HALTED and ts // NS_PER_DAY != self.halted_day:
-            out += self._transition(TradingState.ACTIVE, ts, RiskCheck.DAILY_DRAWDOWN,
+        if self.state is _HALTED and ts // NS_PER_DAY != self.halted_day:
+            out += self._transition(_ACTIVE, ts, _DAILY_DRAWDOWN,
                                     "new UTC day: daily drawdown halt lifted", None, None)
-        if self.state is not TradingState.CIRCUIT_BROKEN:
+        if self.state is not _BROKEN:
             dd = snap.drawdown_pct if self.cb_peak is None else self._cb_drawdown(snap.equity)
             if dd >= self.config.circuit_breaker_threshold_pct:
-                out += self._transition(TradingState.CIRCUIT_BROKEN, ts, RiskCheck.CIRCUIT_BREAKER,
+                out += self._transition(_BROKEN, ts, _CIRCUIT_BREAKER,
                                         "drawdown from the high-water mark reached the circuit breaker",
                                         dd, self.config.circuit_breaker_threshold_pct)
-            elif self.state is TradingState.ACTIVE and snap.equity < snap.day_start_equity:
+            elif self.state is _ACTIVE and snap.equity < snap.day_start_equity:
                 loss = (snap.day_start_equity - snap.equity) / snap.day_start_equity
                 if loss >= self.config.max_daily_drawdown_pct:
-                    out += self._transition(TradingState.HALTED, ts, RiskCheck.DAILY_DRAWDOWN,
+                    out += self._transition(_HALTED, ts, _DAILY_DRAWDOWN,
                                             "daily loss reached the limit: trading halted for the rest of the UTC day",
                                             loss, self.config.max_daily_drawdown_pct)
         return out
@@ -134,10 +154,10 @@ class RiskManager:
         """Lift a circuit break (or a halt) explicitly. The breaker then measures the drawdown from
         the equity at the reset (raised by new highs), so trading can resume while still below the
         old high-water mark."""
-        if self.state is TradingState.ACTIVE:
+        if self.state is _ACTIVE:
             return []
         self.cb_peak = self.portfolio.equity()
-        return self._transition(TradingState.ACTIVE, ts, RiskCheck.CIRCUIT_BREAKER, reason, None, None)
+        return self._transition(_ACTIVE, ts, _CIRCUIT_BREAKER, reason, None, None)
 
     def _cb_drawdown(self, equity: Decimal) -> Decimal:
         dd = self.portfolio.drawdown(equity)
@@ -153,20 +173,20 @@ class RiskManager:
         old = self.state
         self.state = new
         self._pf_cache = None
-        self.halted_day = ts // NS_PER_DAY if new is TradingState.HALTED else None
+        self.halted_day = ts // NS_PER_DAY if new is _HALTED else None
         self._n += 1
-        action = {TradingState.HALTED: RiskAction.HALTED, TradingState.CIRCUIT_BROKEN: RiskAction.CIRCUIT_BROKEN,
-                  TradingState.ACTIVE: RiskAction.RESUMED}[new]
+        action = {_HALTED: RiskAction.HALTED, _BROKEN: RiskAction.CIRCUIT_BROKEN,
+                  _ACTIVE: RiskAction.RESUMED}[new]
         ev = RiskEvent(
             id=self.ids("risk-state", ts, self._n), ts_event=ts, ts_recv=ts,
             signal_id=None, symbol=None, check=RiskCheck.STATE, action=action,
-            passed=new is TradingState.ACTIVE,
+            passed=new is _ACTIVE,
             value=_r(value) if value is not None else None, limit=limit, reason=reason,
-            trading_state=new, checks=(CheckResult(check=check, passed=new is TradingState.ACTIVE,
+            trading_state=new, checks=(CheckResult(check=check, passed=new is _ACTIVE,
                                                    value=value, limit=limit, note=reason),),
             portfolio=self._portfolio_dict(), config=self._config_dict,
         )
-        level = AlertLevel.INFO if new is TradingState.ACTIVE else AlertLevel.CRITICAL
+        level = AlertLevel.INFO if new is _ACTIVE else AlertLevel.CRITICAL
         alert = Alert(
             id=self.ids("alert", ev.id), ts_event=ts, ts_recv=ts, causation_id=ev.id,
             level=level, source="risk", code=f"trading_{new.value}",
@@ -178,10 +198,10 @@ class RiskManager:
 
     # --- signals --------------------------------------------------------------------------
     def on_signal(self, sig: Signal) -> list[Event]:
-        if sig.id in self.seen:
+        if not self.seen.add_new(sig.id):
             return []  # redelivered
-        self.seen.add(sig.id)
-        now = self.clock() if self.clock is not None else sig.ts_event
+        clock = self.clock
+        now = clock() if clock is not None else sig.ts_event
         return self._decide(sig, now, sig.market_ts, first=True)
 
     def _retry_delayed(self, sym: str, now: int) -> list[Event]:
@@ -198,7 +218,7 @@ class RiskManager:
         out: list[Event] = []
         for sym in sorted(self.delayed):
             for sig, _ in self.delayed.pop(sym):
-                out.append(self._risk_event(sig, now, RiskCheck.SPREAD, RiskAction.REJECTED, False, None,
+                out.append(self._risk_event(sig, now, _SPREAD, _REJECTED, False, None,
                                             self.config.max_spread_pct, f"spread never narrowed before {reason}",
                                             [], sig.quantity or self.config.quantity, None, None))
         return out
@@ -211,54 +231,56 @@ class RiskManager:
         out: list[Event] = []
         sym = sig.symbol
         price = sig.price
-        equity = pf.equity()
+        equity, exposure = pf.equity_and_exposure()
+        pf_values = (equity, exposure)  # for the portfolio dict of the decision's events
         pos_qty = pf.position_qty(sym)
-        reducing = (pos_qty > 0 and sig.side is Side.SELL) or (pos_qty < 0 and sig.side is Side.BUY)
+        reducing = (pos_qty > 0 and sig.side is _SELL) or (pos_qty < 0 and sig.side is _BUY)
         requested = sig.quantity if sig.quantity is not None else cfg.quantity
-        binding = RiskCheck.ALL
+        binding = _ALL
         qty = ZERO
         try:
             # --- sizing ---
             if reducing:
                 qty = abs(pos_qty) if (sig.reduce_only or requested is None) else min(requested, abs(pos_qty))
                 if qty <= 0:
-                    raise _Reject(RiskCheck.SIZING, f"nothing to close: no {sym} position")
+                    raise _Reject(_SIZING, f"nothing to close: no {sym} position")
             elif sig.reduce_only:
-                raise _Reject(RiskCheck.SIZING, f"nothing to close: no {sym} position on the other side of a {sig.side.value}")
-            elif sig.side is Side.SELL and not cfg.allow_short:
-                raise _Reject(RiskCheck.SIZING, f"no {sym} position to sell and short selling is disabled (spot)")
+                raise _Reject(_SIZING, f"nothing to close: no {sym} position on the other side of a {sig.side.value}")
+            elif sig.side is _SELL and not cfg.allow_short:
+                raise _Reject(_SIZING, f"no {sym} position to sell and short selling is disabled (spot)")
             elif requested is not None:
                 qty = requested
             else:
                 qty = self._floor(equity * cfg.max_position_pct / price)
-            if not reducing and sig.side is Side.BUY:
-                cash_cap = self._floor(pf.cash / (price * (ONE + cfg.expected_slippage_bps / BPS + Decimal("0.01"))))
+            if not reducing and sig.side is _BUY:
+                cash_cap = self._floor(pf.cash / (price * self._cash_factor))
                 if qty > cash_cap:
                     if requested is not None and cfg.enabled:
-                        raise _Reject(RiskCheck.SIZING, "not enough cash for the order", qty * price, pf.cash)
+                        raise _Reject(_SIZING, "not enough cash for the order", qty * price, pf.cash)
                     qty = cash_cap
             if not cfg.enabled:
                 if qty <= 0:
-                    raise _Reject(RiskCheck.SIZING, "order size is zero")
-                return self._approve(sig, qty, requested, now, RiskCheck.ALL, checks, out, "risk checks off", reducing)
+                    raise _Reject(_SIZING, "order size is zero")
+                return self._approve(sig, qty, requested, now, _ALL, checks, out, "risk checks off", reducing,
+                                     pf_values)
 
             # R1 data quality / stale data
-            age = Decimal(now - market_ts) / NS_PER_SEC
+            age = _AGE0 if now == market_ts else Decimal(now - market_ts) / NS_PER_SEC
             last = self.last.get(sym)
             if age > cfg.data_stale_timeout_sec:
-                checks.append(CheckResult(check=RiskCheck.DATA_QUALITY, passed=False, value=age, limit=cfg.data_stale_timeout_sec))
-                raise _Reject(RiskCheck.DATA_QUALITY, f"market data is stale ({age}s old): signal ignored",
+                checks.append(CheckResult(check=_DATA_QUALITY, passed=False, value=age, limit=cfg.data_stale_timeout_sec))
+                raise _Reject(_DATA_QUALITY, f"market data is stale ({age}s old): signal ignored",
                               age, cfg.data_stale_timeout_sec)
             if type(last) is QuoteTick and last.bid >= last.ask:
-                checks.append(CheckResult(check=RiskCheck.DATA_QUALITY, passed=False, note="crossed quote"))
-                raise _Reject(RiskCheck.DATA_QUALITY, f"invalid market data: crossed quote bid {last.bid} >= ask {last.ask}")
-            checks.append(CheckResult(check=RiskCheck.DATA_QUALITY, passed=True, value=age, limit=cfg.data_stale_timeout_sec))
+                checks.append(CheckResult(check=_DATA_QUALITY, passed=False, note="crossed quote"))
+                raise _Reject(_DATA_QUALITY, f"invalid market data: crossed quote bid {last.bid} >= ask {last.ask}")
+            checks.append(CheckResult(check=_DATA_QUALITY, passed=True, value=age, limit=cfg.data_stale_timeout_sec))
 
             # R2 position limit (measured against equity after the order's fee)
             if reducing:
-                checks.append(CheckResult(check=RiskCheck.POSITION_LIMIT, passed=True, note="reduces the position"))
+                checks.append(_R2_REDUCES)
             else:
-                qty, bound = self._share_limit(RiskCheck.POSITION_LIMIT, abs(pos_qty) * price, qty, price, equity,
+                qty, bound = self._share_limit(_POSITION_LIMIT, abs(pos_qty) * price, qty, price, equity,
                                                cfg.max_position_pct, requested is None, checks,
                                                "position would be {pct}% of equity, limit {limit}%",
                                                "position limit")
@@ -267,28 +289,28 @@ class RiskManager:
             # R3 daily drawdown (a signal at 00:00 UTC belongs to the new day, whose start the
             # portfolio has not recorded yet: no loss today so far)
             loss = pf.daily_loss_pct(equity) if now // NS_PER_DAY == pf.day else ZERO
-            if self.state is TradingState.HALTED and now // NS_PER_DAY != self.halted_day:
-                out += self._transition(TradingState.ACTIVE, now, RiskCheck.DAILY_DRAWDOWN,
+            if self.state is _HALTED and now // NS_PER_DAY != self.halted_day:
+                out += self._transition(_ACTIVE, now, _DAILY_DRAWDOWN,
                                         "new UTC day: daily drawdown halt lifted", None, None)
-            if self.state is TradingState.ACTIVE and loss >= cfg.max_daily_drawdown_pct:
-                out += self._transition(TradingState.HALTED, now, RiskCheck.DAILY_DRAWDOWN,
+            if self.state is _ACTIVE and loss >= cfg.max_daily_drawdown_pct:
+                out += self._transition(_HALTED, now, _DAILY_DRAWDOWN,
                                         "daily loss reached the limit: trading halted for the rest of the UTC day",
                                         loss, cfg.max_daily_drawdown_pct)
-            halted = self.state is TradingState.HALTED
+            halted = self.state is _HALTED
             ok = not halted or reducing
-            checks.append(CheckResult(check=RiskCheck.DAILY_DRAWDOWN, passed=ok, value=_r(loss),
+            checks.append(CheckResult(check=_DAILY_DRAWDOWN, passed=ok, value=_r(loss),
                                       limit=cfg.max_daily_drawdown_pct,
                                       note="halted, order reduces the position" if halted and ok else ""))
             if not ok:
-                raise _Reject(RiskCheck.DAILY_DRAWDOWN,
+                raise _Reject(_DAILY_DRAWDOWN,
                               f"trading halted for the day: daily loss {_r(loss * 100)}% >= {cfg.max_daily_drawdown_pct * 100}%",
                               _r(loss), cfg.max_daily_drawdown_pct)
 
             # R4 total exposure
             if reducing:
-                checks.append(CheckResult(check=RiskCheck.TOTAL_EXPOSURE, passed=True, note="reduces exposure"))
+                checks.append(_R4_REDUCES)
             else:
-                qty, bound = self._share_limit(RiskCheck.TOTAL_EXPOSURE, pf.total_exposure(), qty, price, equity,
+                qty, bound = self._share_limit(_TOTAL_EXPOSURE, exposure, qty, price, equity,
                                                cfg.max_total_exposure_pct, requested is None, checks,
                                                "total exposure would be {pct}% of equity, limit {limit}%: new orders blocked",
                                                "total exposure limit")
@@ -296,14 +318,14 @@ class RiskManager:
 
             # R5 circuit breaker
             dd = self._cb_drawdown(equity)
-            if self.state is not TradingState.CIRCUIT_BROKEN and dd >= cfg.circuit_breaker_threshold_pct:
-                out += self._transition(TradingState.CIRCUIT_BROKEN, now, RiskCheck.CIRCUIT_BREAKER,
+            if self.state is not _BROKEN and dd >= cfg.circuit_breaker_threshold_pct:
+                out += self._transition(_BROKEN, now, _CIRCUIT_BREAKER,
                                         "drawdown from the high-water mark reached the circuit breaker",
                                         dd, cfg.circuit_breaker_threshold_pct)
-            ok = self.state is not TradingState.CIRCUIT_BROKEN
-            checks.append(CheckResult(check=RiskCheck.CIRCUIT_BREAKER, passed=ok, value=_r(dd), limit=cfg.circuit_breaker_threshold_pct))
+            ok = self.state is not _BROKEN
+            checks.append(CheckResult(check=_CIRCUIT_BREAKER, passed=ok, value=_r(dd), limit=cfg.circuit_breaker_threshold_pct))
             if not ok:
-                raise _Reject(RiskCheck.CIRCUIT_BREAKER,
+                raise _Reject(_CIRCUIT_BREAKER,
                               f"circuit breaker tripped (drawdown {_r(dd * 100)}%): trading stopped until reset",
                               _r(dd), cfg.circuit_breaker_threshold_pct)
 
@@ -313,46 +335,46 @@ class RiskManager:
             if type(last) is QuoteTick:
                 mid = (last.bid + last.ask) / TWO
                 spread = (last.ask - last.bid) / mid
-                touch = last.ask if sig.side is Side.BUY else last.bid
+                touch = last.ask if sig.side is _BUY else last.bid
                 expected += abs(touch - price) / price
             elif last is not None:
                 expected += abs(last.price - price) / price
             ok = expected <= cfg.max_slippage_pct
-            checks.append(CheckResult(check=RiskCheck.SLIPPAGE, passed=ok, value=_r(expected), limit=cfg.max_slippage_pct))
+            checks.append(CheckResult(check=_SLIPPAGE, passed=ok, value=_r(expected), limit=cfg.max_slippage_pct))
             if not ok:
-                raise _Reject(RiskCheck.SLIPPAGE,
+                raise _Reject(_SLIPPAGE,
                               f"expected slippage {_r(expected * 100)}% > {cfg.max_slippage_pct * 100}%: order rejected",
                               _r(expected), cfg.max_slippage_pct)
 
             # R7 spread
             if spread is None:
-                checks.append(CheckResult(check=RiskCheck.SPREAD, passed=True, note="no quote: spread unknown (bar data)"))
+                checks.append(_R7_NO_QUOTE)
             elif deadline is not None and now >= deadline:
-                checks.append(CheckResult(check=RiskCheck.SPREAD, passed=False, value=_r(spread), limit=cfg.max_spread_pct))
-                raise _Reject(RiskCheck.SPREAD, f"spread stayed wider than {cfg.max_spread_pct * 10000} bps after waiting "
+                checks.append(CheckResult(check=_SPREAD, passed=False, value=_r(spread), limit=cfg.max_spread_pct))
+                raise _Reject(_SPREAD, f"spread stayed wider than {cfg.max_spread_pct * 10000} bps after waiting "
                               f"{cfg.spread_delay_sec}s: order rejected", _r(spread), cfg.max_spread_pct)
             else:
                 ok = spread <= cfg.max_spread_pct
-                checks.append(CheckResult(check=RiskCheck.SPREAD, passed=ok, value=_r(spread), limit=cfg.max_spread_pct))
+                checks.append(CheckResult(check=_SPREAD, passed=ok, value=_r(spread), limit=cfg.max_spread_pct))
                 if not ok:
                     dl = deadline if deadline is not None else now + self._delay_ns
                     if now < dl and self._delay_ns > 0:
                         self.delayed.setdefault(sym, []).append((sig, dl))
                         if first:
-                            raise _Reject(RiskCheck.SPREAD,
+                            raise _Reject(_SPREAD,
                                           f"spread {_r(spread * 10000)} bps > {cfg.max_spread_pct * 10000} bps: "
                                           f"order delayed up to {cfg.spread_delay_sec}s for a narrower spread",
-                                          _r(spread), cfg.max_spread_pct, RiskAction.DELAYED)
+                                          _r(spread), cfg.max_spread_pct, _DELAYED)
                         return out  # still waiting: decided later
-                    raise _Reject(RiskCheck.SPREAD,
+                    raise _Reject(_SPREAD,
                                   f"spread {_r(spread * 10000)} bps > {cfg.max_spread_pct * 10000} bps"
                                   + (" after waiting: order rejected" if not first else ": order rejected"),
                                   _r(spread), cfg.max_spread_pct)
         except _Reject as rej:
             out.append(self._risk_event(sig, now, rej.check, rej.action, False, rej.value, rej.limit,
-                                        rej.reason, checks, requested, None, None))
+                                        rej.reason, checks, requested, None, None, pf_values))
             return out
-        return self._approve(sig, qty, requested, now, binding, checks, out, "all checks passed", reducing)
+        return self._approve(sig, qty, requested, now, binding, checks, out, "all checks passed", reducing, pf_values)
 
     def _share_limit(self, check: RiskCheck, current: Decimal, qty: Decimal, price: Decimal, equity: Decimal,
                      limit: Decimal, sized: bool, checks: list[CheckResult], too_big: str,
@@ -378,7 +400,8 @@ class RiskManager:
         return qty, bound
 
     def _approve(self, sig: Signal, qty: Decimal, requested: Decimal | None, now: int, binding: RiskCheck,
-                 checks: list[CheckResult], out: list[Event], reason: str, reduce_only: bool) -> list[Event]:
+                 checks: list[CheckResult], out: list[Event], reason: str, reduce_only: bool,
+                 pf_values: tuple[Decimal, Decimal] | None = None) -> list[Event]:
         cfg = self.config
         oid = self.ids("order", sig.id)
         order = Order(
@@ -388,12 +411,12 @@ class RiskManager:
             time_in_force=cfg.time_in_force, signal_id=sig.id, reference_price=sig.price,
             reduce_only=reduce_only, strategy=sig.strategy,
         )
-        resized = requested is None and binding is not RiskCheck.ALL
-        action = RiskAction.RESIZED if resized else RiskAction.APPROVED
+        resized = requested is None and binding is not _ALL
+        action = _RESIZED if resized else _APPROVED
         if resized:
             reason = f"approved, sized down by the {binding.value.replace('_', ' ')}"
         out.append(self._risk_event(sig, now, binding, action, True, None, None, reason, checks,
-                                    requested, qty, oid))
+                                    requested, qty, oid, pf_values))
         out.append(order)
         return out
 
@@ -402,39 +425,37 @@ class RiskManager:
             return ZERO
         return q.quantize(self.config.qty_step, rounding=ROUND_DOWN)
 
-    def _portfolio_dict(self) -> dict[str, Any]:
-        """The portfolio as the risk manager saw it for this decision (cached per decision)."""
+    def _portfolio_dict(self, values: tuple[Decimal, Decimal] | None = None) -> dict[str, Any]:
+        """The portfolio as the risk manager saw it for this decision (cached per decision).
+        ``values``: equity and total exposure when the caller has them already."""
         cached = self._pf_cache
         if cached is not None:
             return cached
         pf = self.portfolio
-        marks = pf.marks
-        eq = pf.cash
-        total = ZERO
-        positions = {}
-        for s, p in pf.open.items():  # equity, exposure and positions in one pass
-            v = p.qty * marks[s]
-            eq += v
-            total += abs(v)
-            positions[s] = str(p.qty)
+        if values is None:
+            eq, total = pf.equity_and_exposure()
+        else:
+            eq, total = values
         d = self._pf_cache = {
             "equity": str(eq), "cash": str(pf.cash), "total_exposure": str(total),
             "daily_loss_pct": str(_r(pf.daily_loss_pct(eq))), "drawdown_pct": str(_r(pf.drawdown(eq))),
-            "positions": positions, "trading_state": self.state.value,
+            "positions": {s: str(p.qty) for s, p in pf.open.items()}, "trading_state": _STATE_VALUE[self.state],
         }
         return d
 
     def _risk_event(self, sig: Signal, now: int, check: RiskCheck, action: RiskAction, passed: bool,
                     value: Decimal | None, limit: Decimal | None, reason: str, checks: list[CheckResult],
-                    requested: Decimal | None, approved: Decimal | None, order_id: str | None) -> RiskEvent:
-        self._n += 1
+                    requested: Decimal | None, approved: Decimal | None, order_id: str | None,
+                    pf_values: tuple[Decimal, Decimal] | None = None) -> RiskEvent:
+        n = self._n = self._n + 1
+        sid = sig.id
         return RiskEvent(
-            id=self.ids("risk", sig.id, self._n), ts_event=now, ts_recv=now,
-            correlation_id=sig.correlation_id or sig.id, causation_id=sig.id,
-            signal_id=sig.id, symbol=sig.symbol, check=check, action=action, passed=passed,
+            id=self.ids.of(f"risk:{sid}:{n}"), ts_event=now, ts_recv=now,
+            correlation_id=sig.correlation_id or sid, causation_id=sid,
+            signal_id=sid, symbol=sig.symbol, check=check, action=action, passed=passed,
             value=value, limit=limit, reason=reason, trading_state=self.state, order_id=order_id,
             requested_quantity=requested, approved_quantity=approved, checks=tuple(checks),
-            portfolio=self._portfolio_dict(), config=self._config_dict,
+            portfolio=self._portfolio_dict(pf_values), config=self._config_dict,
         )
 
     # --- state for restart ----------------------------------------------------------------

@@ -19,6 +19,7 @@ from claire.events import Bar, IdFactory, QuoteTick, Side, Signal, TradeTick
 
 HALF = Decimal("0.5")
 ONE = Decimal(1)
+_BUY, _SELL = Side.BUY, Side.SELL  # module constants: reading a member from its Enum class is slow on 3.11
 
 
 class Strategy:
@@ -58,11 +59,11 @@ class Strategy:
     # --- emitting signals ----------------------------------------------------------------
     def buy(self, confidence: Decimal = ONE, *, quantity: Decimal | None = None,
             price: Decimal | None = None, metadata: dict[str, Any] | None = None) -> Signal:
-        return self._emit(Side.BUY, confidence, quantity, price, False, metadata)
+        return self._emit(_BUY, confidence, quantity, price, False, metadata)
 
     def sell(self, confidence: Decimal = ONE, *, quantity: Decimal | None = None,
              price: Decimal | None = None, metadata: dict[str, Any] | None = None) -> Signal:
-        return self._emit(Side.SELL, confidence, quantity, price, False, metadata)
+        return self._emit(_SELL, confidence, quantity, price, False, metadata)
 
     def close(self, side: Side = Side.SELL, confidence: Decimal = ONE, *,
               price: Decimal | None = None, metadata: dict[str, Any] | None = None) -> Signal:

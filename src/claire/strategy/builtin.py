@@ -20,6 +20,7 @@ __all__ = ["Momentum", "SmaCross"]
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
 _Q4 = Decimal("0.0001")
+_SELL = Side.SELL  # a module constant: reading a member from its Enum class is slow on Python 3.11
 
 
 class SmaCross(Strategy):
@@ -110,7 +111,7 @@ class SmaCross(Strategy):
                 if self.prev_sign != -1:
                     self.prev_sign = -1
                     self.bought = False
-                    self.close(Side.SELL, metadata=self._meta())
+                    self.close(_SELL, metadata=self._meta())
             else:
                 self.prev_sign = 0
             return
