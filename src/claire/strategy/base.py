@@ -15,10 +15,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, ClassVar
 
+import msgspec
+
 from claire.events import Bar, IdFactory, QuoteTick, Side, Signal, TradeTick
 
 HALF = Decimal("0.5")
 ONE = Decimal(1)
+_replace = msgspec.structs.replace
 _BUY, _SELL = Side.BUY, Side.SELL  # module constants: reading a member from its Enum class is slow on 3.11
 
 
@@ -27,6 +30,9 @@ class Strategy:
     version: ClassVar[str] = "1"
     #: parameter name -> default value; the default's type converts ``--param`` strings
     defaults: ClassVar[dict[str, Any]] = {}
+    #: template of this instance's signals (see ``_emit``); at class level too, for instances
+    #: restored from a checkpoint taken before it existed
+    _sig_base: Signal | None = None
 
     def __init__(self, symbol: str, ids: IdFactory | None = None, **params: Any) -> None:
         unknown = set(params) - set(self.defaults)
@@ -41,6 +47,7 @@ class Strategy:
         self._event: Bar | TradeTick | QuoteTick | None = None
         self._out: list[Signal] = []
         self._n = 0
+        self._sig_base = None
         self.setup()
 
     # --- hooks for subclasses -----------------------------------------------------------
@@ -77,23 +84,31 @@ class Strategy:
             raise RuntimeError("signals can only be emitted from on_bar/on_trade/on_quote")
         if not isinstance(confidence, Decimal):
             confidence = Decimal(str(confidence))
-        self._n += 1
-        sid = self.ids("signal", ev.id, self._n)
-        sig = Signal(
+        n = self._n = self._n + 1
+        eid = ev.id
+        sid = self.ids.of(f"signal:{eid}:{n}")
+        ts = ev.ts_event
+        # replace() of a template holding the fields fixed per instance, rather than the
+        # constructor's 15 keyword arguments (msgspec on Python 3.11 takes them through a dict,
+        # which costs several times more past 14); replace() runs the same validation
+        base = self._sig_base
+        if base is None or base.symbol is not self.symbol or base.strategy is not self.name \
+                or base.strategy_version is not self.version:
+            base = self._sig_base = Signal(id="", ts_event=0, ts_recv=0, symbol=self.symbol, side=side, price=ONE,
+                                           confidence=ONE, strategy=self.name, strategy_version=self.version)
+        sig = _replace(
+            base,
             id=sid,
-            ts_event=ev.ts_event,
-            ts_recv=ev.ts_event,
+            ts_event=ts,
+            ts_recv=ts,
             correlation_id=sid,
-            causation_id=ev.id,
-            symbol=self.symbol,
+            causation_id=eid,
             side=side,
             price=price if price is not None else ev.price,
             confidence=confidence,
-            strategy=self.name,
-            strategy_version=self.version,
             quantity=quantity,
             reduce_only=reduce_only,
-            market_ts=ev.ts_event,
+            market_ts=ts,
             metadata=metadata or {},
         )
         self._out.append(sig)
