@@ -37,6 +37,8 @@ bench: $(STAMP)
 	$(VENV)/bin/claire bench storage --json
 	$(VENV)/bin/claire bench pipeline --events 30000 --json
 	$(VENV)/bin/claire bench pipeline --events 20000 --rate 1000 --json
+	$(VENV)/bin/claire bench pipeline --events 30000 --topology account --json
+	$(VENV)/bin/claire bench pipeline --events 20000 --rate 1000 --topology account --json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
