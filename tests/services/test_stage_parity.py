@@ -37,6 +37,18 @@ def _bars(data_dir, n=6000):
     return [msgspec.structs.replace(b, seq=i + 1) for i, b in enumerate(bars)]
 
 
+def _market_queues(bars, partitions: int) -> list[deque]:
+    """The market data service's partitions: encoded bars by symbol, then end of data."""
+    market = [deque() for _ in range(partitions)]
+    for b in bars:
+        market[partition_of(b.symbol, partitions)].append(encode(b))
+    eod = encode(Control(id="eod", ts_event=bars[-1].ts_event, ts_recv=bars[-1].ts_event, kind="end_of_data",
+                         seq=len(bars) + 1))
+    for q in market:
+        q.append(eod)
+    return market
+
+
 def run_stages(cfg: BacktestConfig, bars, seed: int, partitions: int = 1, checkpoint_every: int = 0):
     """Run the four stages over in-memory queues with a random scheduler."""
     ids = IdFactory(cfg.run_key())
@@ -45,13 +57,7 @@ def run_stages(cfg: BacktestConfig, bars, seed: int, partitions: int = 1, checkp
     risk = RiskStage(proto.risk, proto.risk.portfolio, partitions)
     ex = ExecutionStage(proto.execution)
     pf = PortfolioStage(Portfolio(cfg.start_cash, ids))
-    market = [deque() for _ in range(partitions)]
-    for b in bars:
-        market[partition_of(b.symbol, partitions)].append(encode(b))
-    eod = encode(Control(id="eod", ts_event=bars[-1].ts_event, ts_recv=bars[-1].ts_event, kind="end_of_data",
-                         seq=len(bars) + 1))
-    for q in market:
-        q.append(eod)
+    market = _market_queues(bars, partitions)
     sig_q = [deque() for _ in range(partitions)]
     orders_q, results_q_risk, results_q_pf = deque(), deque(), deque()
     fills, snaps, risk_events = [], [], []
@@ -154,13 +160,7 @@ def run_account(cfg: BacktestConfig, bars, seed: int, partitions: int = 1, check
     sig_stages = [SignalStage(build_core(cfg, lambda e: None, ids).signals) for _ in range(partitions)]
     acc = AccountStage(build_core(cfg, lambda e: None, ids), partitions)
     replica = PortfolioStage(Portfolio(cfg.start_cash, ids))
-    market = [deque() for _ in range(partitions)]
-    for b in bars:
-        market[partition_of(b.symbol, partitions)].append(encode(b))
-    eod = encode(Control(id="eod", ts_event=bars[-1].ts_event, ts_recv=bars[-1].ts_event, kind="end_of_data",
-                         seq=len(bars) + 1))
-    for q in market:
-        q.append(eod)
+    market = _market_queues(bars, partitions)
     sig_q = [deque() for _ in range(partitions)]
     fills, snaps, risk_events, replica_snaps = [], [], [], []
     rng = random.Random(seed)
