@@ -118,3 +118,27 @@ def test_commit_and_read_reloads_a_forgotten_script(redis_url, redis_prefix):
         assert b.pending_count("in", "svc") == 0
     finally:
         b.close()
+
+
+def test_commit_and_read_retry_never_hands_back_the_batch_it_commits(redis_url, redis_prefix):
+    """The connection is lost and the server has forgotten the commit script (a restart): the
+    retry must finish the commit before it looks for entries left pending by a lost read, or the
+    batch being committed (still pending until then) comes back as new work and is processed
+    twice."""
+    b = RedisStreamsBus(redis_url, redis_prefix, backoff_base_s=0.01)
+    try:
+        b.ensure_group("in", "svc")
+        b.publish_many("in", [b"a", b"b"])
+        first = b.read("svc", "svc-0", ["in"], count=1)
+        assert [m.payload for m in first] == [b"a"]
+        b.client.script_flush()
+        conn_id = b._raw("CLIENT", "ID")
+        b.client.execute_command("CLIENT", "KILL", "ID", conn_id)  # the service's connection dies
+        done, msgs = b.commit_and_read("svc", 1, b"s", [("out", b"A")], [("in", "svc", [first[0].id])],
+                                       group="svc", consumer="svc-0", streams=["in"], count=10)
+        assert [m.payload for m in msgs] == [b"b"]
+        assert done is True
+        assert b.pending_count("in", "svc") == 1  # b, read and not yet committed
+        assert b.length("out") == 1
+    finally:
+        b.close()

@@ -666,15 +666,15 @@ class RedisStreamsBus(Bus):
             attempts[0] += 1
             if attempts[0] == 1:
                 return self._raw_many([commit_cmd, read_cmd])
-            # a retry after a lost connection: the commit again (skipped by its number if it
-            # had run), then what a read whose reply was lost left pending for this consumer
-            replies = self._raw_many([commit_cmd, self._read_cmd(group, consumer, list(names), count, None, "0")])
-            pending = replies[1]
-            if isinstance(pending, ResponseError) or any(
-                entries for _, entries in (pending.items() if isinstance(pending, dict) else pending or [])
-            ):
-                return replies
-            return [replies[0], self._raw(*read_cmd)]
+            # A retry after a lost connection. First the commit, to completion (skipped by its
+            # number if it had run; a restarted server that forgot the script gets it again):
+            # until it has run, the batch it acks is still pending for this consumer and must
+            # not be read back as new work. Then what a read whose reply was lost left pending.
+            committed = self._evalsha(script, keys, args)
+            pending = self._raw(*self._read_cmd(group, consumer, list(names), count, None, "0"))
+            if any(entries for _, entries in (pending.items() if isinstance(pending, dict) else pending or [])):
+                return [committed, pending]
+            return [committed, self._raw(*read_cmd)]
 
         committed, reply = self._call("commit", run)
         if isinstance(committed, ResponseError) and _no_script(committed):
