@@ -150,6 +150,11 @@ def _no_script(exc: ResponseError) -> bool:
     return isinstance(exc, NoScriptError) or str(exc).startswith("NOSCRIPT")
 
 
+def _has_entries(reply: Any) -> bool:
+    """A raw XREADGROUP reply (RESP2 list or RESP3 map) holds at least one entry."""
+    return any(entries for _, entries in (reply.items() if isinstance(reply, dict) else reply or []))
+
+
 def _resolve_url(url: str | None) -> str:
     url = url or os.environ.get(ENV_URL)
     if not url:
@@ -250,15 +255,20 @@ class RedisStreamsBus(Bus):
     def _key(self, stream: str) -> str:
         return self.prefix + stream
 
-    def _raw(self, *args: Any) -> Any:
-        """One command on this thread's own connection; the raw (RESP) reply. Errors propagate
-        (``_call`` retries); a connection that failed mid-command is dropped (reconnects on use)."""
+    def _conn(self) -> Any:
+        """This thread's own connection for the hot path (taken from the client's pool once)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._r.connection_pool.make_connection()
             self._local.conn = conn
             with self._conns_lock:
                 self._conns.append(conn)
+        return conn
+
+    def _raw(self, *args: Any) -> Any:
+        """One command on this thread's own connection; the raw (RESP) reply. Errors propagate
+        (``_call`` retries); a connection that failed mid-command is dropped (reconnects on use)."""
+        conn = self._conn()
         try:
             conn.send_command(*args)
             return conn.read_response()
@@ -271,10 +281,7 @@ class RedisStreamsBus(Bus):
     def _raw_many(self, cmds: Sequence[Sequence[Any]]) -> list[Any]:
         """Several commands in one packet on this thread's connection; the replies in order, a
         command error as its ``ResponseError`` object (the other replies are still read)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            self._raw("PING")  # opens this thread's connection
-            conn = self._local.conn
+        conn = self._conn()
         try:
             conn.send_packed_command(conn.pack_commands(cmds))
             out: list[Any] = []
@@ -443,7 +450,7 @@ class RedisStreamsBus(Bus):
                     # a retry after a lost connection: a read the server ran but whose reply was
                     # lost left its entries pending for this consumer; hand those out first
                     pending = self._raw(*self._read_cmd(group, consumer, list(names), count, None, "0"))
-                    if any(entries for _, entries in (pending.items() if isinstance(pending, dict) else pending or [])):
+                    if _has_entries(pending):
                         return pending
                 return self._raw(*cmd)
 
@@ -672,7 +679,7 @@ class RedisStreamsBus(Bus):
             # not be read back as new work. Then what a read whose reply was lost left pending.
             committed = self._evalsha(script, keys, args)
             pending = self._raw(*self._read_cmd(group, consumer, list(names), count, None, "0"))
-            if any(entries for _, entries in (pending.items() if isinstance(pending, dict) else pending or [])):
+            if _has_entries(pending):
                 return [committed, pending]
             return [committed, self._raw(*read_cmd)]
 

@@ -473,7 +473,8 @@ class AccountStage:
         from claire.engine.core import TradingCore
 
         self.out: list[Out] = []
-        self.raw: dict[int, bytes] = {}  # the raw bytes of the market event being handled
+        self._ev: Event | None = None  # the market event being handled, and its raw bytes
+        self._raw = b""
         self.core = TradingCore(_NoSignals(), core.risk, core.execution,  # type: ignore[arg-type]
                                 _MarkTap(core.portfolio, self._marked), core.clock, self._emit)  # type: ignore[arg-type]
         self.partitions = partitions
@@ -483,8 +484,7 @@ class AccountStage:
         self.done = False
 
     def _marked(self, ev: Event) -> None:
-        raw = self.raw.get(id(ev))
-        self.out.append((PIPE_RESULTS, raw if raw is not None else ev))
+        self.out.append((PIPE_RESULTS, self._raw if ev is self._ev else ev))
 
     def _emit(self, ev: Event) -> None:
         t = type(ev)
@@ -523,9 +523,9 @@ class AccountStage:
                 continue
             self.queues[i].popleft()
             self.cur, self.cur_part = ev.seq, i
-            self.raw = {id(ev): raw}
+            self._ev, self._raw = ev, raw
             core.on_market(ev)  # type: ignore[arg-type]
-            self.raw = {}
+            self._ev, self._raw = None, b""
 
     def get_state(self) -> dict[str, Any]:
         return {"core": self.core.get_state(), "cur": self.cur, "cur_part": self.cur_part, "done": self.done,

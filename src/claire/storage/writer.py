@@ -1406,6 +1406,17 @@ class EventWriter:
             tx.pending_touched = True
             _insert(conn, tx, "held", SPECS["pending_events"], rows)
 
+    def _rows(self, tx: _Tx, items: list[_Item], run_id: str) -> list[dict[str, Any]]:
+        """The rows of ``items``; an item that does not convert is dead-lettered instead."""
+        rows = []
+        for item in items:
+            row = _convert(item.event, run_id)
+            if isinstance(row, Exception):
+                self._dead_item(tx, item, str(row))
+            else:
+                rows.append(row)
+        return rows
+
     def _dead_item(self, tx: _Tx, item: _Item, reason: str) -> None:
         ev = item.event
         log.warning("dead letter %s %s: %s", _event_type(ev), getattr(ev, "id", "?"), reason)
@@ -1668,25 +1679,9 @@ class EventWriter:
                         _insert(conn, tx, "positions", SPECS["positions"], extra)
                     self._apply_positions(conn, tx, latest.event, pos)
 
-        if risks:
-            rrows = []
-            for item in risks:
-                row = _convert(item.event, run_id)
-                if isinstance(row, Exception):
-                    self._dead_item(tx, item, str(row))
-                else:
-                    rrows.append(row)
-            _insert(conn, tx, "risk_events", SPECS["risk_events"], rrows)
-
-        if alerts:
-            arows = []
-            for item in alerts:
-                row = _convert(item.event, run_id)
-                if isinstance(row, Exception):
-                    self._dead_item(tx, item, str(row))
-                else:
-                    arows.append(row)
-            _insert(conn, tx, "alerts", SPECS["alerts"], arows)
+        for table, group in (("risk_events", risks), ("alerts", alerts)):
+            if group:
+                _insert(conn, tx, table, SPECS[table], self._rows(tx, group, run_id))
 
         # held children now handled (inserted or dead-lettered)
         done_pending += [

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from claire.storage.migrations.versioning import record_version
 from claire.storage.types import (
     BlobType,
     Dec,
@@ -39,18 +40,6 @@ OPEN_ORDERS_VIEW = (
     "FROM orders WHERE status IN ('pending', 'partially_filled')"
 )
 DESCRIPTION = "Core tables: runs, signals, orders, trades, positions, portfolio_snapshots, dead_letters, pending_events, checkpoints, schema_version"
-
-
-def _record_version() -> None:
-    op.execute(
-        sa.text("INSERT INTO schema_version (version, revision, description) VALUES (:v, :r, :d)").bindparams(
-            v=VERSION, r=revision, d=DESCRIPTION
-        )
-    )
-
-
-def _forget_version() -> None:
-    op.execute(sa.text("DELETE FROM schema_version WHERE version = :v").bindparams(v=VERSION))
 
 
 def upgrade() -> None:
@@ -400,7 +389,7 @@ def upgrade() -> None:
     )
     op.execute(OPEN_POSITIONS_VIEW)
     op.execute(OPEN_ORDERS_VIEW)
-    _record_version()
+    record_version(VERSION, revision, DESCRIPTION)
 
 
 def downgrade() -> None:

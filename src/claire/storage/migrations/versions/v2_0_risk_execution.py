@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from claire.storage.migrations.versioning import forget_version, record_version
 from claire.storage.types import (
     Dec,
     JSONType,
@@ -26,18 +27,6 @@ depends_on = None
 
 VERSION = "2.0.0"
 DESCRIPTION = "Risk events (JSONB details, GIN) and execution analysis"
-
-
-def _record_version() -> None:
-    op.execute(
-        sa.text("INSERT INTO schema_version (version, revision, description) VALUES (:v, :r, :d)").bindparams(
-            v=VERSION, r=revision, d=DESCRIPTION
-        )
-    )
-
-
-def _forget_version() -> None:
-    op.execute(sa.text("DELETE FROM schema_version WHERE version = :v").bindparams(v=VERSION))
 
 
 def upgrade() -> None:
@@ -163,10 +152,10 @@ def upgrade() -> None:
         unique=False,
     )
     op.create_index(op.f("ix_execution_analysis_run_id"), "execution_analysis", ["run_id"], unique=False)
-    _record_version()
+    record_version(VERSION, revision, DESCRIPTION)
 
 
 def downgrade() -> None:
-    _forget_version()
+    forget_version(VERSION)
     op.drop_table("execution_analysis")
     op.drop_table("risk_events")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from claire.storage.migrations.versioning import forget_version, record_version
 from claire.storage.types import (
     Dec,
     JSONType,
@@ -26,18 +27,6 @@ depends_on = None
 
 VERSION = "3.0.0"
 DESCRIPTION = "Analytics: performance_metrics, market_conditions, alerts, strategy_versions"
-
-
-def _record_version() -> None:
-    op.execute(
-        sa.text("INSERT INTO schema_version (version, revision, description) VALUES (:v, :r, :d)").bindparams(
-            v=VERSION, r=revision, d=DESCRIPTION
-        )
-    )
-
-
-def _forget_version() -> None:
-    op.execute(sa.text("DELETE FROM schema_version WHERE version = :v").bindparams(v=VERSION))
 
 
 def upgrade() -> None:
@@ -190,11 +179,11 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("strategy", "version", name=op.f("pk_strategy_versions")),
     )
-    _record_version()
+    record_version(VERSION, revision, DESCRIPTION)
 
 
 def downgrade() -> None:
-    _forget_version()
+    forget_version(VERSION)
     op.drop_table("strategy_versions")
     op.drop_table("alerts")
     op.drop_table("market_conditions")
