@@ -117,10 +117,16 @@ class TradingCore:
             emit(ev)
             t = type(ev)
             if t is OrderResult:
+                # the risk manager and the strategy learn of every order result (working orders,
+                # fills, cancels) before the portfolio's snapshots move the trading state
+                out = self.risk.on_order_result(ev)
+                self.signals.on_order_result(ev)
                 if ev.is_fill:
                     snaps = self.portfolio.on_fill(ev)
                     if snaps:
                         self.route(snaps)
+                if out:
+                    self.route(out)
             elif t is PortfolioSnapshot:
                 out = self.risk.on_snapshot(ev)
                 if out:

@@ -33,6 +33,7 @@ from claire.events import (
     Event,
     IdFactory,
     Order,
+    OrderResult,
     PortfolioSnapshot,
     QuoteTick,
     RiskAction,
@@ -128,6 +129,11 @@ class RiskManager:
         if type(ev) is QuoteTick:
             return self.on_quote(ev)
         self.last[ev.symbol] = ev
+        return _EMPTY
+
+    # --- order results: working orders ------------------------------------------------------
+    def on_order_result(self, result: OrderResult) -> tuple[Event, ...] | list[Event]:
+        """An order result (fill, partial fill, cancel, reject) of an order this manager approved."""
         return _EMPTY
 
     # --- portfolio feedback: trading state transitions ------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from claire.events import Bar, IdFactory, QuoteTick, Signal, TradeTick
+from claire.events import Bar, IdFactory, OrderResult, QuoteTick, Signal, TradeTick
 from claire.strategy.base import Strategy
 
 _EMPTY: tuple[Signal, ...] = ()
@@ -60,6 +60,9 @@ class SignalEngine:
         if type(ev) is TradeTick:
             return self.on_trade(ev)
         return self.on_quote(ev)
+
+    def on_order_result(self, result: OrderResult) -> None:
+        """An order result of one of this engine's signals (fill, partial fill, cancel, reject)."""
 
     # --- restart --------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
