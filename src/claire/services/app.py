@@ -97,6 +97,65 @@ def config_from_spec(spec: dict[str, Any]) -> BacktestConfig:
     )
 
 
+# --- secrets: a spec on disk names environment variables, never passwords -------------------
+#: spec key of a URL -> the environment variable that carries its password to the services
+SECRET_ENV = {"database_url": "CLAIRE_SPEC_DATABASE_PASSWORD", "bus_url": "CLAIRE_SPEC_REDIS_PASSWORD"}
+
+
+def _split_userinfo(url: str) -> tuple[str, str, str] | None:
+    """``scheme://user:password@rest`` -> (``scheme://user``, password, ``@rest``), the password
+    as written (still percent-encoded); None when the URL carries no password."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return None
+    netloc_end = len(rest)
+    for ch in "/?#":
+        i = rest.find(ch)
+        if i != -1:
+            netloc_end = min(netloc_end, i)
+    at = rest.rfind("@", 0, netloc_end)
+    if at == -1 or ":" not in rest[:at]:
+        return None
+    user, _, password = rest[:at].partition(":")
+    return f"{scheme}://{user}", password, rest[at:]
+
+
+def split_secrets(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The spec with every password taken out of its URLs (each URL then names the environment
+    variable that holds it, ``<key>_password_env``), and that environment for the services.
+    What ``claire up`` writes to disk is the first; the second goes only to the child processes."""
+    public = dict(spec)
+    env: dict[str, str] = {}
+    for key, var in SECRET_ENV.items():
+        url = spec.get(key)
+        parts = _split_userinfo(url) if isinstance(url, str) else None
+        if parts is None:
+            continue
+        head, password, tail = parts
+        public[key] = head + tail
+        public[f"{key}_password_env"] = var
+        env[var] = password
+    return public, env
+
+
+def resolve_secrets(spec: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """The inverse of :func:`split_secrets`: passwords put back from the environment."""
+    environ = os.environ if environ is None else environ  # type: ignore[assignment]
+    out = dict(spec)
+    for key in SECRET_ENV:
+        var = spec.get(f"{key}_password_env")
+        if not var:
+            continue
+        password = environ.get(var)
+        if password is None:
+            raise ValueError(f"the run spec takes the password of `{key}` from the environment variable "
+                             f"{var}, which is not set")
+        head, _, tail = spec[key].partition("@")
+        out[key] = f"{head}:{password}@{tail}"
+        del out[f"{key}_password_env"]
+    return out
+
+
 def market_events(spec: dict[str, Any], cfg: BacktestConfig) -> Any:
     if spec.get("synthetic"):
         from claire.marketdata import synthetic_bars
@@ -227,6 +286,7 @@ def run_service(name: str, spec: dict[str, Any], replica: int = 0, port: int | N
                 stop: threading.Event | None = None) -> int:
     """Run one service until SIGTERM/SIGINT (or ``stop``): finish the batch in hand, exit 0."""
     stop = stop or threading.Event()
+    spec = resolve_secrets(spec)
     bus = make_bus(spec["bus_url"], prefix=spec["prefix"])
     svc = build_service(name, spec, bus, replica)
     if port is None:

@@ -271,7 +271,7 @@ def bench_pipeline(n_events: int = 20_000, rate: float | None = None, redis_url:
     from claire.bus import make_bus
     from claire.engine.backtest import BacktestConfig
     from claire.services import supervisor as sv
-    from claire.services.app import spec_from_config
+    from claire.services.app import spec_from_config, split_secrets
     from claire.services.stages import MARKET_DATA, ORDER_RESULTS, SNAPSHOTS
 
     redis_url = redis_url or os.environ.get("CLAIRE_REDIS_URL") or DEFAULT_REDIS
@@ -316,7 +316,9 @@ def bench_pipeline(n_events: int = 20_000, rate: float | None = None, redis_url:
         spec = spec_from_config(cfg, bus_url=redis_url, prefix=prefix, database_url=db_sqla, partitions=1,
                                 speed=speed, synthetic=synthetic, ports=ports, topology=topology)
         spec_path = state_dir / "spec.json"
-        spec_path.write_text(json.dumps(spec, indent=2))
+        public, secret_env = split_secrets(spec)  # passwords reach the services by environment only
+        sv.private_dir(state_dir)
+        sv.write_private(spec_path, json.dumps(public, indent=2))
         sv.create_groups(bus, 1, report=False, topology=topology)
         # the bench's own groups: never read, so the streams keep every entry until we read them
         for s in (MARKET_DATA, ORDER_RESULTS, SNAPSHOTS):
@@ -328,14 +330,14 @@ def bench_pipeline(n_events: int = 20_000, rate: float | None = None, redis_url:
         for name, replica, display in services:
             if name == "marketdata":
                 continue
-            p = sv.start_service(spec_path, name, replica, log_dir)
+            p = sv.start_service(spec_path, name, replica, log_dir, env=secret_env)
             procs.append(p)
             pids[display] = p.pid
         _wait_healthy(spec, [(n_, r) for n_, r, _ in services if n_ != "marketdata"], procs, timeout=60)
-        md = sv.start_service(spec_path, "marketdata", 0, log_dir)
+        md = sv.start_service(spec_path, "marketdata", 0, log_dir, env=secret_env)
         procs.append(md)
         pids["marketdata"] = md.pid
-        (state_dir / "pids.json").write_text(json.dumps(pids, indent=2))
+        sv.write_private(state_dir / "pids.json", json.dumps(pids, indent=2))
         if profile_dir is not None:
             spies = _start_profilers(profile_dir, pids)
 

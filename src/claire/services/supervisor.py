@@ -22,7 +22,7 @@ from typing import Any
 
 from claire.bus import make_bus
 from claire.bus.base import Bus
-from claire.services.app import DEFAULT_PORTS
+from claire.services.app import DEFAULT_PORTS, split_secrets
 from claire.services.runner import stage_inputs
 from claire.services.stages import (
     ALERTS,
@@ -80,21 +80,37 @@ def purge(bus: Bus) -> int:
     return n
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a state file readable by the user alone (0600), whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+def private_dir(path: Path) -> Path:
+    """Create the state directory (and its parents) private to the user (0700)."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
 def start_service(spec_path: Path, name: str, replica: int, log_dir: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "claire.cli.main", "service", name, "--spec", str(spec_path),
            "--replica", str(replica), "--log-dir", str(log_dir)]
-    svc_dir = log_dir / (f"signal-{replica}" if name == "signal" else name)
-    svc_dir.mkdir(parents=True, exist_ok=True)
-    err = (svc_dir / "stderr.log").open("ab")
+    svc_dir = private_dir(log_dir / (f"signal-{replica}" if name == "signal" else name))
+    err = os.fdopen(os.open(svc_dir / "stderr.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+    # umask 077: the logs a service writes are the user's alone, like the spec
     return subprocess.Popen(cmd, stdout=err, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ, **(env or {})})
+                            env={**os.environ, **(env or {})}, umask=0o077)
 
 
 def up(spec: dict[str, Any], state_dir: Path, fresh: bool = True) -> dict[str, int]:
-    state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(state_dir)
     spec_path = state_dir / "spec.json"
-    spec_path.write_text(json.dumps(spec, indent=2))
-    log_dir = state_dir / "logs"
+    public, secret_env = split_secrets(spec)  # passwords reach the services by environment only
+    write_private(spec_path, json.dumps(public, indent=2))
+    log_dir = private_dir(state_dir / "logs")
     bus = make_bus(spec["bus_url"], prefix=spec["prefix"])
     try:
         if fresh:
@@ -104,9 +120,9 @@ def up(spec: dict[str, Any], state_dir: Path, fresh: bool = True) -> dict[str, i
         bus.close()
     pids: dict[str, int] = {}
     for name, replica, display in service_list(int(spec.get("partitions", 1)), spec.get("topology", "seeds")):
-        proc = start_service(spec_path, name, replica, log_dir)
+        proc = start_service(spec_path, name, replica, log_dir, env=secret_env)
         pids[display] = proc.pid
-    (state_dir / "pids.json").write_text(json.dumps(pids, indent=2))
+    write_private(state_dir / "pids.json", json.dumps(pids, indent=2))
     return pids
 
 
@@ -170,5 +186,5 @@ def down(state_dir: Path, timeout: float = 20.0) -> dict[str, str]:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
     if pids:
-        (state_dir / "pids.json").write_text("{}")
+        write_private(state_dir / "pids.json", "{}")
     return result
