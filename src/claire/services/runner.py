@@ -5,6 +5,12 @@ them (what does not decode goes to the dead-letter stream with the reason), let 
 them, then commit outputs + acks + the stage's checkpoint atomically (``Bus.commit``). On start it
 restores the checkpoint and first re-processes the messages it had read but not committed
 (its pending entries), so a crash at any point loses nothing and doubles nothing.
+
+Shape: :class:`ServiceLoop` is what every loop has (a name that keys its checkpoint, the bus,
+its metrics, the commit number); :class:`GroupConsumer` adds reading input streams in a consumer
+group (groups, recovery of pending entries, reads, acks). The loops keep only their own part:
+:class:`StageService` (a stage; commit travels with the next read), :class:`WriterService` (into
+the database), :class:`ReportService` (run files) and :class:`MarketDataService` (a producer).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -51,55 +57,172 @@ from claire.services.stages import (
     with_seq,
 )
 
+__all__ = ["MARKET", "Bar", "GroupConsumer", "MarketDataService", "Order", "ReportService", "ServiceLoop",
+           "StageService", "WriterService", "stage_inputs"]
+
 log = logging.getLogger("claire.services")
 
 _json = msgspec.json.Encoder()
 
-
-def recover_pending(bus: Bus, inputs: list[str], group: str, consumer: str, batch: int,
-                    process: Callable[[list[Message]], None]) -> None:
-    """Messages read before a crash but never committed: process them first, in order."""
-    for stream in inputs:
-        while True:
-            msgs = bus.claim_stale(stream, group, consumer, 0, count=batch)
-            if not msgs:
-                break
-            process(msgs)
+#: the arguments of one ``Bus.commit``: (name, number, state, publish, acks)
+Commit = tuple[str, int, bytes, Sequence[tuple[str, bytes]], Sequence[tuple[str, str, Sequence[str]]]]
 
 
-class StageService:
-    """Runs one stage on the bus. ``handle(stream, event, raw)`` returns the stage's outputs."""
+class ServiceLoop:
+    """What every service loop on the bus has: a ``name`` (it keys the loop's checkpoint), the
+    bus, its metrics, and the number of its last commit.
+
+    The number grows with every commit, so a commit retried after a lost reply is skipped by
+    ``Bus.commit`` (exactly once on the bus), and a restart carries on from the stored one.
+    """
+
+    def __init__(self, name: str, bus: Bus, metrics: ServiceMetrics | None = None) -> None:
+        self.name = name
+        self.bus = bus
+        self.metrics = metrics or ServiceMetrics(name)
+        self.number = 0
+
+    def restore(self) -> Any:
+        """The state of the last commit (decoded JSON), or None on a first start; the commit
+        number then carries on from the stored one, so the next commit is not skipped."""
+        cp = self.bus.load_checkpoint(self.name)
+        if cp is None:
+            return None
+        self.number = cp[0]
+        return msgspec.json.decode(cp[1])
+
+    def next_commit(self, state: bytes, publish: Sequence[tuple[str, bytes]] = (),
+                    acks: Sequence[tuple[str, str, Sequence[str]]] = ()) -> Commit:
+        """The arguments of the next ``Bus.commit`` (its number taken). Apart from sending it, so
+        that a loop can send it on its own or together with its next read (``commit_and_read``)."""
+        self.number += 1
+        return (self.name, self.number, state, publish, acks)
+
+    def count(self, metric: Any, counts: Mapping[str, int]) -> None:
+        """Add per-stream message counts to ``metric`` (events in/out): once per batch, not per
+        message, because a labelled counter update costs more than the count."""
+        child, name = self.metrics.child, self.name
+        for stream, n in counts.items():
+            child(metric, name, stream).inc(n)
+
+
+class GroupConsumer(ServiceLoop):
+    """A consumer of ``inputs`` in the consumer group ``name`` (consumer ``<name>-0`` unless given).
+
+    It exists so that every loop that consumes streams does it the same way: :meth:`start` makes
+    the groups exist (from the streams' start), lets the loop restore its own state
+    (:meth:`load_state`), then re-processes its pending entries (read before a crash, never
+    acked) in order; after that :meth:`step` / :meth:`run` read new messages and hand each batch
+    to :meth:`process`, which the loop defines (and which acks, alone or in its commit).
+    """
+
+    def __init__(self, name: str, bus: Bus, inputs: list[str], metrics: ServiceMetrics | None = None,
+                 batch: int = 500, block_ms: int = 100, consumer: str | None = None) -> None:
+        super().__init__(name, bus, metrics)
+        self.inputs = inputs
+        self.group = name
+        self.consumer = consumer or f"{name}-0"
+        self.batch = batch
+        self.block_ms = block_ms
+        self.started = False
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def ensure_groups(self) -> None:
+        """Create the group on every input (from the start, ``"0"``) unless it exists: created
+        before anything is published, no message is missed."""
+        for stream in self.inputs:
+            self.bus.ensure_group(stream, self.group, "0")
+
+    def load_state(self) -> None:
+        """Restore the loop's own state (from :meth:`restore`); called by :meth:`start` before
+        the pending entries are re-processed. Nothing by default: the loop keeps none."""
+
+    def recover(self) -> None:
+        """Messages read before a crash but never acked: process them first, in order, so
+        nothing is lost (the commit or idempotent sink keeps them from being doubled)."""
+        bus, group, consumer, batch, process = self.bus, self.group, self.consumer, self.batch, self.process
+        for stream in self.inputs:
+            while True:
+                msgs = bus.claim_stale(stream, group, consumer, 0, count=batch)
+                if not msgs:
+                    break
+                process(msgs)
+
+    def start(self) -> None:
+        """Groups, own state, pending entries: what must happen before new messages are read."""
+        self.ensure_groups()
+        self.load_state()
+        self.recover()
+        self.started = True
+
+    def run(self, stop: threading.Event) -> None:
+        """Start unless started, then one :meth:`step` after the other until ``stop`` is set (the
+        batch in hand is finished first)."""
+        if not self.started:
+            self.start()
+        while not stop.is_set():
+            self.step()
+
+    # --- one batch ------------------------------------------------------------------------
+    def read_args(self) -> tuple[list[str], int]:
+        """The streams to read and the count per stream: all inputs, ``batch`` each, unless the
+        loop says otherwise (a stage with bounded queues)."""
+        return self.inputs, self.batch
+
+    def read(self, block_ms: int | None = None) -> list[Message]:
+        """New messages for this consumer, waiting up to ``block_ms`` (default: the loop's)."""
+        streams, count = self.read_args()
+        return self.bus.read(self.group, self.consumer, streams, count=count,
+                             block_ms=self.block_ms if block_ms is None else block_ms)
+
+    def step(self, block_ms: int | None = None) -> int:
+        """Read one batch and process it (or :meth:`idle` when nothing came); returns its size,
+        so a caller can tell when the streams are drained."""
+        msgs = self.read(block_ms)
+        if msgs:
+            self.process(msgs)
+        else:
+            self.idle()
+        return len(msgs)
+
+    def process(self, msgs: list[Message]) -> None:
+        """Handle one batch and ack it; the loop's own part."""
+        raise NotImplementedError
+
+    def idle(self) -> None:
+        """Called by :meth:`step` when a read brought nothing; nothing by default."""
+
+    def ack_list(self, acks: Mapping[str, list[str]]) -> list[tuple[str, str, list[str]]]:
+        """Ids by stream -> the ``(stream, group, ids)`` triples of ``Bus.commit`` / ``ack_many``."""
+        group = self.group
+        return [(stream, group, ids) for stream, ids in acks.items()]
+
+
+class StageService(GroupConsumer):
+    """Runs one stage on the bus. ``handle(stream, event, raw)`` returns the stage's outputs.
+
+    Its own part: decoding (dead letters for what cannot be decoded or handled), encoding the
+    outputs once, the stage's state as the checkpoint, and a run loop whose commit travels with
+    the next read.
+    """
 
     def __init__(self, name: str, bus: Bus, inputs: list[str], handle: Callable[[str, Any, bytes], list[Out]],
                  stage: Any, metrics: ServiceMetrics | None = None, batch: int = 500, block_ms: int = 100,
                  consumer: str | None = None) -> None:
-        self.name = name
-        self.bus = bus
-        self.inputs = inputs
+        super().__init__(name, bus, inputs, metrics, batch, block_ms, consumer)
         self.handle = handle
         self.stage = stage
-        self.metrics = metrics or ServiceMetrics(name)
-        self.batch = batch
-        self.block_ms = block_ms
-        self.group = name
-        self.consumer = consumer or f"{name}-0"
-        self.number = 0
         self.processed = 0
         self.last_event_ts = 0
-        self.started = False
         self.skip_prefixes: tuple[bytes, ...] = ()  # payloads this stage ignores (not decoded)
 
     # --- lifecycle ------------------------------------------------------------------------
-    def start(self) -> None:
-        for stream in self.inputs:
-            self.bus.ensure_group(stream, self.group, "0")
-        cp = self.bus.load_checkpoint(self.name)
-        if cp is not None:
-            self.number = cp[0]
-            self.stage.set_state(msgspec.json.decode(cp[1]))
+    def load_state(self) -> None:
+        """The stage's state as of its last commit, so re-processed and new input continue it."""
+        st = self.restore()
+        if st is not None:
+            self.stage.set_state(st)
             log.info("%s: restored checkpoint %d", self.name, self.number)
-        recover_pending(self.bus, self.inputs, self.group, self.consumer, self.batch, self.process)
-        self.started = True
 
     def run(self, stop: threading.Event) -> None:
         """Read, process, commit; each commit travels with the next read (one round trip on
@@ -111,7 +234,7 @@ class StageService:
             if not msgs:
                 if stop.is_set():
                     return
-                msgs = self._read()
+                msgs = self.read()
                 continue
             t0 = time.perf_counter()
             commit, outs, counts = self._prepare(msgs)
@@ -119,38 +242,30 @@ class StageService:
                 self.bus.commit(*commit)
                 self._finish(msgs, outs, counts, time.perf_counter() - t0)
                 return
-            inputs, count = self._read_args()
+            inputs, count = self.read_args()
             dt = time.perf_counter() - t0  # the commit rides with the next (blocking) read
             _, nxt = self.bus.commit_and_read(*commit, group=self.group, consumer=self.consumer, streams=inputs,
                                               count=count, block_ms=self.block_ms)
             self._finish(msgs, outs, counts, dt)
             msgs = nxt
 
-    def _read_args(self) -> tuple[list[str], int]:
+    def read_args(self) -> tuple[list[str], int]:
+        """All inputs unless the stage says what it can take now (risk: bounded queues)."""
         inputs, count = self.inputs, self.batch
         limit = getattr(self.stage, "read_limit", None)
-        if limit is not None:  # the stage says what it can take now (risk: bounded queues)
+        if limit is not None:
             inputs, count = limit(inputs, count)
         return inputs, count
 
-    def _read(self) -> list[Message]:
-        inputs, count = self._read_args()
-        return self.bus.read(self.group, self.consumer, inputs, count=count, block_ms=self.block_ms)
-
-    def step(self) -> int:
-        msgs = self._read()
-        if msgs:
-            self.process(msgs)
-        return len(msgs)
-
     # --- one batch ------------------------------------------------------------------------
     def process(self, msgs: list[Message]) -> None:
+        """Handle a batch and commit it on its own (recovery, :meth:`step`)."""
         t0 = time.perf_counter()
         commit, outs, counts = self._prepare(msgs)
         self.bus.commit(*commit)
         self._finish(msgs, outs, counts, time.perf_counter() - t0)
 
-    def _prepare(self, msgs: list[Message]) -> tuple[tuple[Any, ...], list[Out], dict[str, int]]:
+    def _prepare(self, msgs: list[Message]) -> tuple[Commit, list[Out], dict[str, int]]:
         """Handle a batch; returns the commit's arguments (outputs, acks, checkpoint)."""
         outs: list[Out] = []
         acks: dict[str, list[str]] = defaultdict(list)
@@ -185,25 +300,21 @@ class StageService:
             if item is not last_item:
                 last_item, last_raw = item, encode(item)
             publish.append((stream, last_raw))
-        self.number += 1
-        state = _json.encode(self.stage.get_state())
-        commit = (self.name, self.number, state, publish, [(s, self.group, ids) for s, ids in acks.items()])
+        commit = self.next_commit(_json.encode(self.stage.get_state()), publish, self.ack_list(acks))
         return commit, outs, counts
 
     def _finish(self, msgs: list[Message], outs: list[Out], counts: dict[str, int], dt: float) -> None:
         """After the commit: counters and metrics."""
         m = self.metrics
         self.processed += len(msgs)
-        child, name = m.child, self.name
-        for stream, n in counts.items():
-            child(m.events_in, name, stream).inc(n)
+        self.count(m.events_in, counts)
         out_counts: dict[str, int] = defaultdict(int)
         for stream, item in outs:
             out_counts[stream] += 1
             if not isinstance(item, bytes) and not stream.startswith("pipe."):
                 self._observe(item)  # once per event (it is also on a pipe stream)
-        for stream, n in out_counts.items():
-            child(m.events_out, name, stream).inc(n)
+        self.count(m.events_out, out_counts)
+        child, name = m.child, self.name
         child(m.commits, name).inc()
         child(m.batch_seconds, name).observe(dt)
         if msgs:
@@ -233,29 +344,30 @@ class StageService:
             m.child(m.order_processing, self.name).observe(ev.latency_ns / NS_PER_SEC)
 
 
-class MarketDataService:
+class MarketDataService(ServiceLoop):
     """Publishes market data (files, replayed at ``speed`` times event time, or as fast as it
-    goes) with contiguous sequence numbers, partitioned by symbol; then end_of_data."""
+    goes) with contiguous sequence numbers, partitioned by symbol; then end_of_data.
+
+    A producer, not a consumer: its checkpoint is its position in the source, committed with
+    each published chunk, so a restart skips what is already on the bus.
+    """
 
     def __init__(self, bus: Bus, events: Iterable[Any], partitions: int = 1, speed: float | None = None,
                  batch: int = 500, metrics: ServiceMetrics | None = None, name: str = "marketdata") -> None:
-        self.bus = bus
+        super().__init__(name, bus, metrics)
         self.events = events
         self.partitions = partitions
         self.speed = speed
         self.batch = batch
-        self.metrics = metrics or ServiceMetrics(name)
-        self.name = name
         self.pos = 0
-        self.number = 0
         self.done = False
         self.last_event_ts = 0
 
     def run(self, stop: threading.Event) -> None:
-        cp = self.bus.load_checkpoint(self.name)
-        if cp is not None:
-            self.number = cp[0]
-            st = msgspec.json.decode(cp[1])
+        """Publish from the checkpointed position to the end (or until ``stop``), in chunks of
+        ``batch`` events or 50 ms, paced by event time when ``speed`` is set."""
+        st = self.restore()
+        if st is not None:
             self.pos, self.done = st["pos"], st["done"]
         if self.done:
             stop.wait()
@@ -302,74 +414,54 @@ class MarketDataService:
         eod = Control(id=f"{self.name}:end_of_data", ts_event=ts, ts_recv=ts, kind="end_of_data", seq=appended + 1)
         raw = encode(eod)
         self.done = True
-        self.number += 1
-        self.bus.commit(self.name, self.number, _json.encode({"pos": appended, "done": True}),
-                        [(s, raw) for s in streams])
+        self.bus.commit(*self.next_commit(_json.encode({"pos": appended, "done": True}), [(s, raw) for s in streams]))
         log.info("%s: end of data after %d events", self.name, appended)
 
     def _flush(self, buf: list[tuple[str, bytes]], pos: int) -> None:
         if not buf:
             return
-        self.number += 1
-        self.bus.commit(self.name, self.number, _json.encode({"pos": pos, "done": False}), buf)
+        self.bus.commit(*self.next_commit(_json.encode({"pos": pos, "done": False}), buf))
         self.pos = pos
         counts: dict[str, int] = defaultdict(int)
         for stream, _ in buf:
             counts[stream] += 1
-        for stream, n in counts.items():
-            self.metrics.child(self.metrics.events_out, self.name, stream).inc(n)
+        self.count(self.metrics.events_out, counts)
 
 
 _SKIP_PREFIXES = (b'{"type":"bar"', b'{"type":"trade"', b'{"type":"quote"', b'{"type":"control"')
 _ORDER_PREFIX = b'{"type":"order"'
 
 
-class WriterService:
+class WriterService(GroupConsumer):
     """Persists every event of the topic streams through ``EventWriter`` (idempotent), then acks.
 
     Market events and control messages forwarded on the pipeline streams are skipped, and so are
-    the order echoes on ``order_results`` (orders are stored from ``orders``).
+    the order echoes on ``order_results`` (orders are stored from ``orders``). Once the final
+    snapshot is stored and nothing else is waiting, it checkpoints ``final_persisted``: the
+    run's end as far as the database is concerned.
     """
 
     def __init__(self, bus: Bus, writer: Any, partitions: int = 1, batch: int = 1000, block_ms: int = 100,
                  metrics: ServiceMetrics | None = None, name: str = "writer", on_final: Callable[[], None] | None = None) -> None:
-        self.bus = bus
+        super().__init__(name, bus, [SIGNALS, ORDERS, ORDER_RESULTS, SNAPSHOTS, RISK_EVENTS, ALERTS], metrics,
+                         batch, block_ms)
         self.writer = writer
-        self.name = name
-        self.group = name
-        self.consumer = f"{name}-0"
-        self.inputs = [SIGNALS, ORDERS, ORDER_RESULTS, SNAPSHOTS, RISK_EVENTS, ALERTS]
-        self.batch = batch
-        self.block_ms = block_ms
-        self.metrics = metrics or ServiceMetrics(name)
         self.final_seen = False
         self.final_persisted = False
         self.on_final = on_final
         self.written = 0
         self.consumed = 0  # messages read and acked (persisted or skipped)
 
-    def start(self) -> None:
-        for s in self.inputs:
-            self.bus.ensure_group(s, self.group, "0")
-        recover_pending(self.bus, self.inputs, self.group, self.consumer, self.batch, self.process)
-
-    def run(self, stop: threading.Event) -> None:
-        self.start()
-        while not stop.is_set():
-            self.step()
-
-    def step(self) -> int:
-        msgs = self.bus.read(self.group, self.consumer, self.inputs, count=self.batch, block_ms=self.block_ms)
-        if msgs:
-            self.process(msgs)
-        elif self.final_seen and not self.final_persisted:
-            self.final_persisted = True  # everything published before the final snapshot is stored
+    def idle(self) -> None:
+        """Nothing more to read after the final snapshot: everything published before it is stored."""
+        if self.final_seen and not self.final_persisted:
+            self.final_persisted = True
             self.bus.commit(self.name, 1, b'{"final_persisted":true}')
             if self.on_final:
                 self.on_final()
-        return len(msgs)
 
     def process(self, msgs: list[Message]) -> None:
+        """Store a batch (one flush), then ack it: acked only once in the database."""
         acks: dict[str, list[str]] = defaultdict(list)
         for msg in msgs:
             p = msg.payload
@@ -381,13 +473,14 @@ class WriterService:
             self.writer.write_raw(p, source=msg.stream)
             self.written += 1
         self.writer.flush()
-        self.bus.ack_many([(stream, self.group, ids) for stream, ids in acks.items()])
-        for stream, ids in acks.items():
-            self.metrics.child(self.metrics.events_in, self.name, stream).inc(len(ids))
+        self.bus.ack_many(self.ack_list(acks))
+        self.count(self.metrics.events_in, {stream: len(ids) for stream, ids in acks.items()})
         self.consumed += len(msgs)
 
 
 def stage_inputs(kind: str, replica: int, partitions: int) -> list[str]:
+    """The input streams of a stage service: one place, so the services and the supervisor (which
+    creates the groups before anything is published) agree."""
     if kind == "signal":
         return [partition_stream(MARKET_DATA, replica, partitions)]
     if kind == "risk":
@@ -401,34 +494,27 @@ def stage_inputs(kind: str, replica: int, partitions: int) -> list[str]:
     raise ValueError(f"unknown stage {kind!r}")
 
 
-__all__ = ["MARKET", "Bar", "MarketDataService", "Order", "StageService", "WriterService", "stage_inputs"]
-
-
-class ReportService:
+class ReportService(GroupConsumer):
     """Builds the run files of a distributed run from the streams: a portfolio replica fed from
-    ``order_results`` (identical to the portfolio service's) plus a Recorder of every topic."""
+    ``order_results`` (identical to the portfolio service's) plus a Recorder of every topic.
+
+    Driven by ``claire up --wait`` (:meth:`ensure_groups`, then :meth:`step` until :attr:`done`);
+    what it cannot decode it skips (the stages dead-letter it already).
+    """
 
     def __init__(self, bus: Bus, recorder: Any, portfolio_stage: Any, partitions: int = 1, name: str = "report",
                  batch: int = 2000) -> None:
-        self.bus = bus
+        super().__init__(name, bus, [SIGNALS, ORDERS, PIPE_RESULTS, RISK_EVENTS, ALERTS], batch=batch)
         self.recorder = recorder
         self.stage = portfolio_stage
-        self.name = name
-        self.group = name
-        self.consumer = f"{name}-0"
-        self.inputs = [SIGNALS, ORDERS, PIPE_RESULTS, RISK_EVENTS, ALERTS]
-        self.batch = batch
-
-    def ensure_groups(self) -> None:
-        for s in self.inputs:
-            self.bus.ensure_group(s, self.group, "0")
 
     @property
     def done(self) -> bool:
+        """The portfolio replica has seen the end of data."""
         return bool(self.stage.done)
 
-    def step(self, block_ms: int = 100) -> int:
-        msgs = self.bus.read(self.group, self.consumer, self.inputs, count=self.batch, block_ms=block_ms)
+    def process(self, msgs: list[Message]) -> None:
+        """Record a batch (results through the portfolio replica, for its snapshots), then ack it."""
         acks: dict[str, list[str]] = defaultdict(list)
         rec = self.recorder
         for msg in msgs:
@@ -452,6 +538,4 @@ class ReportService:
                 rec(decode(p))
             except (DecodeError, KeyError):
                 continue
-        for stream, ids in acks.items():
-            self.bus.ack(stream, self.group, ids)
-        return len(msgs)
+        self.bus.ack_many(self.ack_list(acks))
