@@ -12,7 +12,13 @@ import pyarrow.feather as pf
 import pytest
 
 from claire.events import Bar, QuoteTick, TradeTick
-from claire.marketdata import detect_format, normalize_symbol, open_market_data, symbol_from_path
+from claire.marketdata import (
+    DataFileError,
+    detect_format,
+    normalize_symbol,
+    open_market_data,
+    symbol_from_path,
+)
 
 from .conftest import BAR_FILES
 
@@ -129,15 +135,24 @@ def test_symbol_option(data_dir: Path, tmp_path: Path, bar_paths):
 def test_clear_errors(data_dir: Path, tmp_path: Path):
     with pytest.raises(FileNotFoundError, match=r"market data file not found: .*ADA_USDT-1m\.feather"):
         open_market_data([data_dir / "BTC_USDT-1m.feather", tmp_path / "ADA_USDT-1m.feather"])
+    txt = tmp_path / "BTC_USDT-1m.txt"
+    txt.write_text("date,open\n")
+    with pytest.raises(DataFileError, match=r"BTC_USDT-1m.txt: unknown market data format '.txt'; supported"):
+        open_market_data([txt])
     csv = tmp_path / "BTC_USDT-1m.csv"
     csv.write_text("date,open\n")
-    with pytest.raises(ValueError, match=r"BTC_USDT-1m.csv: unknown market data format '.csv'; supported"):
+    with pytest.raises(DataFileError, match=r"BTC_USDT-1m.csv: missing column\(s\) high, low, close, volume"):
         open_market_data([csv])
     csv_gz = tmp_path / "btcusdt-1m.csv.gz"
     with gzip.open(csv_gz, "wt") as fh:
         fh.write("timestamp,open,high\n2022-01-01,1,2\n")
-    with pytest.raises(ValueError, match=r"btcusdt-1m.csv.gz: unknown market data format, expected a Binance capture"):
+    with pytest.raises(DataFileError, match=r"btcusdt-1m.csv.gz: missing column\(s\) low, close, volume"):
         open_market_data([csv_gz])
+    not_capture = tmp_path / "btcusdt-1m.gz"
+    with gzip.open(not_capture, "wt") as fh:
+        fh.write("timestamp,open,high\n2022-01-01,1,2\n")
+    with pytest.raises(DataFileError, match=r"btcusdt-1m.gz: unknown market data format, expected a Binance capture"):
+        open_market_data([not_capture])
     not_gz = tmp_path / "spot_btcusdt_1.gz"
     not_gz.write_text("1 {}\n")
     with pytest.raises(ValueError, match=r"spot_btcusdt_1.gz: unknown market data format, cannot read it as gzip"):

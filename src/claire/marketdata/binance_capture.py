@@ -5,10 +5,11 @@ stream message ``{"stream": "btcusdt@trade", "data": {...}}`` or a REST depth sn
 ``{"lastUpdateId": ..., "bids": ..., "asks": ...}``.
 
 - ``<sym>@trade`` becomes a :class:`TradeTick` at the exchange trade time ``T``.
-- ``<sym>@bookTicker`` becomes a :class:`QuoteTick`. Spot bookTicker carries no exchange time,
-  so its ``ts_event`` is the local receive time corrected by the collector's clock offset,
-  estimated as the median of ``local_ts - T`` over the first trades (the bundled capture's
-  local clock runs about 1.27 s behind the exchange, offset about -1.27 s).
+- ``<sym>@bookTicker`` becomes a :class:`QuoteTick`. The futures bookTicker carries the exchange
+  transaction time ``T`` (ms), which is then its ``ts_event``. Spot bookTicker carries no
+  exchange time, so its ``ts_event`` is the local receive time corrected by the collector's
+  clock offset, estimated as the median of ``local_ts - T`` over the first trades (the bundled
+  capture's local clock runs about 1.27 s behind the exchange, offset about -1.27 s).
 - Depth diffs, snapshots and other streams are counted and skipped.
 
 Events come out in non-decreasing ``ts_event`` through a small reorder buffer (a window of
@@ -30,6 +31,7 @@ from pathlib import Path
 import msgspec
 
 from claire.events import QuoteTick, Side, TradeTick
+from claire.marketdata.errors import DataFileError, check_file, reason
 from claire.marketdata.reorder import ReorderBuffer
 from claire.marketdata.symbols import normalize_symbol
 
@@ -60,6 +62,7 @@ class _Book(msgspec.Struct):
     B: str
     a: str
     A: str
+    T: int | None = None  # futures only: the exchange transaction time (ms)
 
 
 class _BookMsg(msgspec.Struct):
@@ -101,10 +104,7 @@ def _as_paths(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     if not out:
         raise ValueError("no capture files given")
     for p in out:
-        if not p.exists():
-            raise FileNotFoundError(f"market data file not found: {p}")
-        if p.is_dir():
-            raise ValueError(f"market data path is a directory, expected a file: {p}")
+        check_file(p)
     return out
 
 
@@ -120,7 +120,8 @@ def _raw_lines(paths: list[Path]) -> Iterator[tuple[Path, int, bytes]]:
                 for lineno, line in enumerate(fh, 1):
                     yield path, lineno, line
         except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
-            raise ValueError(f"{path.name}: cannot read the capture: {exc}") from exc
+            raise DataFileError(f"{path.name}: cannot read the capture ({reason(exc)}); expected gzip text, "
+                                "`<local_ts_ns> <json>` per line") from exc
 
 
 def _split(line: bytes) -> tuple[int, bytes] | None:
@@ -278,7 +279,7 @@ class BinanceCaptureReader(Iterator[TradeTick | QuoteTick]):
                 elif channel == b"bookTicker":
                     d = decode_book(payload).data
                     sym = symbols.get(stream) or self._symbol(symbols, stream)
-                    ts = local_ts - offset
+                    ts = local_ts - offset if d.T is None else d.T * NS_PER_MS
                     ev = QuoteTick(id=f"quote:{sym}:{d.u}", ts_event=ts, ts_recv=local_ts, symbol=sym,
                                    bid=dec(d.b), bid_size=dec(d.B), ask=dec(d.a), ask_size=dec(d.A))
                     n_quotes += 1

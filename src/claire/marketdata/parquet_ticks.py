@@ -6,6 +6,8 @@
 
 Read batch by batch (``iter_batches``), so memory stays bounded. The rows must be in time
 order; a row going back in time is an error naming the file. ``ts_recv`` equals ``ts_event``.
+A file that cannot be read (or has no rows, or columns of the wrong type) raises
+:class:`DataFileError` when it is opened.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from claire.events import QuoteTick, Side, TradeTick
+from claire.marketdata.errors import DataFileError, check_file, reason
 from claire.marketdata.symbols import normalize_symbol, symbol_from_path
 
 log = logging.getLogger(__name__)
@@ -34,26 +37,43 @@ _FALSE = {"false", "0", "f", "no"}
 def parquet_kind(path: str | Path) -> str:
     """``"trades"`` or ``"quotes"`` by the file's columns; ``ValueError`` otherwise."""
     path = Path(path)
-    _check_file(path)
+    check_file(path)
     try:
         names = set(pq.read_schema(path).names)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ValueError(f"{path.name}: not a readable parquet file: {exc}") from exc
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise DataFileError(f"{path.name}: not a readable parquet file ({reason(exc)}); expected trades "
+                            f"({', '.join(TRADE_COLUMNS)}) or quotes ({', '.join(QUOTE_COLUMNS)})") from exc
     if set(TRADE_COLUMNS) <= names:
         return "trades"
     if set(QUOTE_COLUMNS) <= names:
         return "quotes"
-    raise ValueError(
+    raise DataFileError(
         f"{path.name}: unknown parquet layout, columns {', '.join(sorted(names))}; expected trades "
         f"({', '.join(TRADE_COLUMNS)}) or quotes ({', '.join(QUOTE_COLUMNS)})"
     )
 
 
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise FileNotFoundError(f"market data file not found: {path}")
-    if path.is_dir():
-        raise ValueError(f"market data path is a directory, expected a file: {path}")
+def _check_types(path: Path, schema: pa.Schema, columns: tuple[str, ...]) -> None:
+    """Columns of a type the reader cannot use: :class:`DataFileError` naming the first."""
+    for name in columns:
+        t = schema.field(name).type
+        if name == "timestamp":
+            ok = pa.types.is_timestamp(t) or pa.types.is_integer(t)
+            want = "a timestamp or epoch milliseconds"
+        elif name == "trade_id":
+            ok = pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t)
+            want = "integers or text"
+        elif name == "buyer_maker":
+            ok = pa.types.is_boolean(t) or pa.types.is_string(t) or pa.types.is_large_string(t)
+            want = "booleans or the text True/False"
+        elif name == "symbol":
+            ok = pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t)
+            want = "text"
+        else:
+            ok = pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_decimal(t)
+            want = "numbers"
+        if not ok:
+            raise DataFileError(f"{path.name}: column {name!r} has type {t}, expected {want}")
 
 
 def _ns(column: pa.Array, path: Path) -> list[int | None]:
@@ -61,7 +81,7 @@ def _ns(column: pa.Array, path: Path) -> list[int | None]:
         return column.cast(pa.timestamp("ns", tz=column.type.tz)).cast(pa.int64()).to_pylist()
     if pa.types.is_integer(column.type):  # epoch ms
         return [None if v is None else v * 1_000_000 for v in column.to_pylist()]
-    raise ValueError(f"{path.name}: column 'timestamp' has type {column.type}, expected a timestamp")
+    raise DataFileError(f"{path.name}: column 'timestamp' has type {column.type}, expected a timestamp")
 
 
 def _decimals(column: pa.Array) -> list[Decimal | None]:
@@ -91,13 +111,21 @@ class ParquetTickReader(Iterator[TradeTick | QuoteTick]):
             raise ValueError(f"kind must be 'trades' or 'quotes', got {kind!r}")
         self.kind = parquet_kind(self.path)
         if kind is not None and kind != self.kind:
-            raise ValueError(f"{self.path.name}: has the columns of {self.kind}, not {kind}")
+            raise DataFileError(f"{self.path.name}: has the columns of {self.kind}, not {kind}")
         self.symbol = normalize_symbol(symbol) if symbol else None
         if self.symbol is None and self.kind == "trades":
             self.symbol = symbol_from_path(self.path)
         self.batch_size = batch_size
-        meta = pq.read_metadata(self.path)
+        try:
+            meta = pq.read_metadata(self.path)
+            schema = meta.schema.to_arrow_schema()
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise DataFileError(f"{self.path.name}: not a readable parquet file ({reason(exc)})") from exc
+        columns = TRADE_COLUMNS if self.kind == "trades" else QUOTE_COLUMNS
+        _check_types(self.path, schema, columns + (("symbol",) if "symbol" in schema.names else ()))
         self.count = meta.num_rows
+        if not self.count:
+            raise DataFileError(f"{self.path.name}: no rows; expected {self.kind} ({', '.join(columns)})")
         self.skipped: Counter[str] = Counter()
         self._it: Iterator[TradeTick | QuoteTick] | None = None
 
@@ -110,15 +138,27 @@ class ParquetTickReader(Iterator[TradeTick | QuoteTick]):
         return next(self._it)
 
     def _batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
-        pf = pq.ParquetFile(self.path)
         try:
-            yield from pf.iter_batches(batch_size=self.batch_size, columns=columns)
+            pf = pq.ParquetFile(self.path)
+        except (pa.ArrowException, OSError) as exc:
+            raise DataFileError(f"{self.path.name}: not a readable parquet file ({reason(exc)})") from exc
+        try:
+            batches = pf.iter_batches(batch_size=self.batch_size, columns=columns)
+            while True:
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    return
+                except (pa.ArrowException, OSError) as exc:  # e.g. a page cut short
+                    raise DataFileError(f"{self.path.name}: cannot read the parquet data ({reason(exc)})"
+                                        ) from exc
+                yield batch
         finally:
             pf.close()
 
     def _check_order(self, prev: int, ts: int, row: int) -> None:
         if ts < prev:
-            raise ValueError(f"{self.path.name}: row {row} goes back in time ({ts} after {prev}); "
+            raise DataFileError(f"{self.path.name}: row {row} goes back in time ({ts} after {prev}); "
                              "the rows must be sorted by timestamp")
 
     def _trades(self) -> Iterator[TradeTick]:

@@ -2,19 +2,24 @@
 
 Formats (detected per file):
 
-- ``.feather``: freqtrade OHLCV bars -> :class:`Bar` (loaded into a list: bounded size);
+- ``.feather``: freqtrade OHLCV bars -> :class:`Bar`;
+- ``.csv``, ``.csv.gz``, ``.zip``: Binance kline CSVs or plain OHLCV CSVs -> :class:`Bar`
+  (bars are read and validated at once into Arrow columns; the events are built while iterating);
 - ``.gz``: raw Binance websocket capture -> :class:`TradeTick` / :class:`QuoteTick`
   (streamed; the files of one symbol form one stream);
 - ``.parquet``: trades or quotes, told apart by their columns (streamed).
 
 Several symbols or files merge in ``ts_event`` order; events with the same time come in the
-order of the files as given (the source of the first file first).
+order of the files as given (the source of the first file first). Bar files merge among
+themselves through one stable sort of their close times; tick streams join through a heap.
+A file that cannot be read raises :class:`DataFileError` (one line naming the file).
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +27,16 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.ipc
 
-from claire.events import Bar, MarketEvent
-from claire.marketdata.bars import BAR_COLUMNS, load_bars_feather
+from claire.events import MarketEvent
+from claire.marketdata.bars import (
+    BAR_COLUMNS,
+    FEATHER_EXPECTED,
+    BarFile,
+    BarTable,
+    iter_bars,
+    iter_bars_keyed,
+    load_bars_feather,
+)
 from claire.marketdata.binance_capture import (
     DEFAULT_WINDOW_NS,
     BinanceCaptureReader,
@@ -32,21 +45,17 @@ from claire.marketdata.binance_capture import (
     _split,
     _stream_of,
 )
+from claire.marketdata.csv_bars import csv_layout, is_csv_path, load_bars_csv
+from claire.marketdata.errors import DataFileError, check_file, reason
 from claire.marketdata.parquet_ticks import ParquetTickReader, parquet_kind
 from claire.marketdata.symbols import normalize_symbol, symbol_from_path
 
 log = logging.getLogger(__name__)
 
 BARS, CAPTURE, TRADES, QUOTES = "bars", "capture", "trades", "quotes"
-SUPPORTED = ".feather (freqtrade bars), .gz (Binance websocket capture), .parquet (trades or quotes)"
+SUPPORTED = (".feather (freqtrade bars), .csv/.csv.gz/.zip (Binance klines or OHLCV with a header), "
+             ".gz (Binance websocket capture), .parquet (trades or quotes)")
 _PEEK_LINES = 1000
-
-
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise FileNotFoundError(f"market data file not found: {path}")
-    if path.is_dir():
-        raise ValueError(f"market data path is a directory, expected a file: {path}")
 
 
 def _peek_capture(path: Path) -> tuple[int, str | None]:
@@ -69,10 +78,11 @@ def _peek_capture(path: Path) -> tuple[int, str | None]:
                 if stream is not None:
                     return first_ts, stream.split(b"@", 1)[0].decode().upper()
     except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path.name}: unknown market data format, cannot read it as gzip text: {exc}"
-                         ) from exc
+        raise DataFileError(f"{path.name}: unknown market data format, cannot read it as gzip text "
+                            f"({reason(exc)}); expected a Binance capture (`<local_ts_ns> <json>` per line)"
+                            ) from exc
     if first_ts is None:
-        raise ValueError(f"{path.name}: unknown market data format, expected a Binance capture "
+        raise DataFileError(f"{path.name}: unknown market data format, expected a Binance capture "
                          "(`<local_ts_ns> <json>` per line); supported: " + SUPPORTED)
     return first_ts, None
 
@@ -80,24 +90,28 @@ def _peek_capture(path: Path) -> tuple[int, str | None]:
 def detect_format(path: str | Path) -> str:
     """``"bars"``, ``"capture"``, ``"trades"`` or ``"quotes"``; clear errors otherwise."""
     path = Path(path)
-    _check_file(path)
+    check_file(path)
     suffix = path.suffix.lower()
     if suffix in (".feather", ".arrow", ".ipc"):
         try:
             names = pa.ipc.open_file(path).schema.names
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise ValueError(f"{path.name}: not a readable feather (Arrow IPC) file: {exc}") from exc
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise DataFileError(f"{path.name}: not a readable feather (Arrow IPC) file ({reason(exc)}); "
+                                f"expected {FEATHER_EXPECTED}") from exc
         if set(BAR_COLUMNS) <= set(names):
             return BARS
-        raise ValueError(f"{path.name}: unknown feather layout, columns {', '.join(names)}; expected "
-                         f"freqtrade bars ({', '.join(BAR_COLUMNS)})")
+        raise DataFileError(f"{path.name}: unknown feather layout, columns {', '.join(names)}; expected "
+                            f"freqtrade bars ({', '.join(BAR_COLUMNS)})")
+    if is_csv_path(path):
+        csv_layout(path)
+        return BARS
     if suffix == ".parquet":
         return parquet_kind(path)
     if suffix == ".gz":
         _peek_capture(path)
         return CAPTURE
-    raise ValueError(f"{path.name}: unknown market data format {suffix or '(no suffix)'!r}; "
-                     f"supported: {SUPPORTED}")
+    raise DataFileError(f"{path.name}: unknown market data format {suffix or '(no suffix)'!r}; "
+                        f"supported: {SUPPORTED}")
 
 
 @dataclass(slots=True)
@@ -109,15 +123,15 @@ class Source:
     paths: list[Path]
     index: int  # position of its first file in the given paths: breaks ties in the merge
     count: int | None = None
-    bars: list[Bar] | None = None
+    table: BarTable | None = None  # the bars, as columns
     skipped: dict[str, int] = field(default_factory=dict)
     reader: BinanceCaptureReader | ParquetTickReader | None = None  # the last one opened
     window_ns: int = DEFAULT_WINDOW_NS
 
     def open(self) -> Iterator[MarketEvent]:
         if self.kind == BARS:
-            assert self.bars is not None
-            return iter(self.bars)
+            assert self.table is not None
+            return iter_bars([self.table])
         if self.kind == CAPTURE:
             self.reader = BinanceCaptureReader(self.paths, self.symbol, window_ns=self.window_ns)
         else:
@@ -161,12 +175,18 @@ class MarketData:
         return self.count
 
     def __iter__(self) -> Iterator[MarketEvent]:
-        streams = [s.open() for s in self.sources]
-        if len(streams) == 1:
-            yield from streams[0]
+        bars = [(i, s.table) for i, s in enumerate(self.sources) if s.table is not None]
+        if len(bars) == len(self.sources):  # bars only: one columnar merge, no heap
+            yield from iter_bars([t for _, t in bars])
             return
-        keyed = [_keyed(i, stream) for i, stream in enumerate(streams)]
-        # (ts_event, source index) is unique among the heads, so events are never compared
+        if len(self.sources) == 1:
+            yield from self.sources[0].open()
+            return
+        keyed: list[Iterator[tuple[int, int, MarketEvent]]] = [
+            _keyed(i, s.open()) for i, s in enumerate(self.sources) if s.table is None]
+        if bars:  # the bar files as one stream, each bar keyed by the position of its own file
+            keyed.append(iter_bars_keyed([t for _, t in bars], [i for i, _ in bars]))
+        # (ts_event, source position) is unique among the heads, so events are never compared
         for _, _, ev in heapq.merge(*keyed):
             yield ev
 
@@ -193,10 +213,9 @@ def open_market_data(paths: Iterable[str | Path] | str | Path, symbol: str | Non
     plist = [Path(p) for p in paths]
     if not plist:
         raise ValueError("no market data files given")
-    resolved = [p.resolve() for p in plist]
-    for i, r in enumerate(resolved):
-        if r in resolved[:i]:
-            raise ValueError(f"market data file given twice: {plist[i]}")
+    for p in plist:
+        check_file(p)
+    _refuse_repeats(plist)
     fixed = normalize_symbol(symbol) if symbol else None
     kinds = [detect_format(p) for p in plist]
 
@@ -218,8 +237,8 @@ def open_market_data(paths: Iterable[str | Path] | str | Path, symbol: str | Non
     captures: dict[str | None, list[tuple[int, int, Path]]] = {}
     for i, (p, kind) in enumerate(zip(plist, kinds, strict=True)):
         if kind == BARS:
-            bf = load_bars_feather(p, fixed, interval_s)
-            sources.append(Source(BARS, bf.symbol, [p], i, count=len(bf.bars), bars=bf.bars,
+            bf = load_bars(p, fixed, interval_s)
+            sources.append(Source(BARS, bf.symbol, [p], i, count=len(bf.table), table=bf.table,
                                   skipped=dict(bf.skipped)))
         elif kind == CAPTURE:
             first_ts, stream_symbol = _peek_capture(p)
@@ -246,6 +265,27 @@ def open_market_data(paths: Iterable[str | Path] | str | Path, symbol: str | Non
     for w in md.warnings:
         log.warning(w)
     return md
+
+
+def load_bars(path: str | Path, symbol: str | None = None, interval_s: int | None = None) -> BarFile:
+    """The bars of a feather or CSV file (by its name), validated into columns."""
+    if is_csv_path(path):
+        return load_bars_csv(path, symbol, interval_s)
+    return load_bars_feather(path, symbol, interval_s)
+
+
+def _refuse_repeats(paths: list[Path]) -> None:
+    """The same file given twice (also through another path, a link or a hard link) is an error:
+    its events would be replayed twice."""
+    seen: dict[tuple[int, int] | Path, Path] = {}
+    for p in paths:
+        st = os.stat(p)
+        key: tuple[int, int] | Path = (st.st_dev, st.st_ino) if st.st_ino else p.resolve()
+        first = seen.get(key)
+        if first is not None:
+            same = "" if first == p else f" (the same file as {first})"
+            raise DataFileError(f"market data file given twice: {p}{same}; give each file once")
+        seen[key] = p
 
 
 def _quote_symbol(path: Path) -> str | None:

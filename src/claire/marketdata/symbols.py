@@ -23,7 +23,8 @@ _NOT_SYMBOL = {
     "DATA", "BINANCE", "MEXC", "MARK", "INDEX", "FUNDING", "RATE",
 }
 
-_DATA_SUFFIXES = {".feather", ".arrow", ".ipc", ".parquet", ".gz", ".csv", ".json", ".jsonl", ".txt", ".zst"}
+_DATA_SUFFIXES = {".feather", ".arrow", ".ipc", ".parquet", ".gz", ".csv", ".zip", ".json", ".jsonl", ".txt",
+                  ".zst"}
 _SEPARATORS = re.compile(r"[/_\-:. ]+")
 _TOKEN = re.compile(r"^[A-Z0-9]+$")
 
