@@ -130,9 +130,9 @@ def test_partial_fills_gtc_rest_fills_on_later_bars() -> None:
 
 def test_partial_fills_share_the_bars_volume_in_arrival_order() -> None:
     ex = make("next_open", vol="0.5")
-    ex.on_bar(bar(BTC, T1, "100"))
+    ex.on_bar(bar(BTC, T1, "100", volume=8))  # the volume seen before the open caps it
     a = order(BTC, "buy", "3", T1, ref="100")
-    b = order(BTC, "sell", "3", T1, ref="100")
+    b = order(BTC, "buy", "3", T1, ref="100")  # same side (a sell would cancel a first)
     ex.on_order(a)
     ex.on_order(b)
     ra, rb = ex.on_bar(bar(BTC, T2, "100", volume=8))  # 4 for both together
@@ -142,7 +142,7 @@ def test_partial_fills_share_the_bars_volume_in_arrival_order() -> None:
 
 def test_partial_fill_ioc_rest_cancelled() -> None:
     ex = make("next_open", vol="0.25")
-    ex.on_bar(bar(BTC, T1, "100"))
+    ex.on_bar(bar(BTC, T1, "100", volume=8))
     ex.on_order(order(BTC, "buy", "5", T1, ref="100", time_in_force=TimeInForce.IOC))
     f, c = ex.on_bar(bar(BTC, T2, "100", volume=8))
     assert (f.status, f.quantity) == (OrderStatus.PARTIALLY_FILLED, D(2))
@@ -153,7 +153,7 @@ def test_partial_fill_ioc_rest_cancelled() -> None:
 
 def test_fok_cancelled_when_not_fillable_at_once_and_filled_when_it_is() -> None:
     ex = make("next_open", vol="0.25")
-    ex.on_bar(bar(BTC, T1, "100"))
+    ex.on_bar(bar(BTC, T1, "100", volume=8))
     ex.on_order(order(BTC, "buy", "5", T1, ref="100", time_in_force=TimeInForce.FOK))
     ex.on_order(order(BTC, "buy", "2", T1, ref="100", time_in_force=TimeInForce.FOK))
     big, small = ex.on_bar(bar(BTC, T2, "100", volume=8))
@@ -166,7 +166,7 @@ def test_fok_cancelled_when_not_fillable_at_once_and_filled_when_it_is() -> None
 def test_day_order_rest_cancelled_at_the_next_utc_day() -> None:
     ex = make("next_open", vol="0.25")
     t = T0 + DAY - 2 * MIN  # 23:58
-    ex.on_bar(bar(BTC, t, "100"))
+    ex.on_bar(bar(BTC, t, "100", volume=8))
     ex.on_order(order(BTC, "buy", "5", t, ref="100", time_in_force=TimeInForce.DAY))
     r1 = one(ex.on_bar(bar(BTC, t + MIN, "100", volume=8)))  # 23:58-23:59
     f, c = ex.on_bar(bar(BTC, t + 2 * MIN, "100", volume=8))  # 23:59-00:00: fills at 23:59, then the day is over
@@ -210,8 +210,8 @@ def test_day_order_is_not_filled_on_the_next_day(data: str) -> None:
 def test_tick_mode_buy_at_ask_sell_at_bid_partial_on_quote_size() -> None:
     ex = make("next_open", slip=0, qshare=1)
     ex.on_quote(quote(BTC, T1, "99.9", "100.1", bid_size="3", ask_size="2"))
+    s = ex.on_order(order(BTC, "sell", "1", T1, ref="100"))  # first: a sell would cancel a working buy
     b = ex.on_order(order(BTC, "buy", "5", T1, ref="100"))
-    s = ex.on_order(order(BTC, "sell", "1", T1, ref="100"))
     rb, rs = one(b), one(s)
     assert (rb.status, rb.price, rb.quantity, rb.leaves_quantity) == (OrderStatus.PARTIALLY_FILLED, D("100.1"), D(2), D(3))
     assert (rs.status, rs.price, rs.quantity) == (OrderStatus.FILLED, D("99.9"), D(1))
@@ -284,9 +284,10 @@ def test_limit_orders_on_bars_in_close_mode() -> None:
 def test_limit_orders_on_quotes() -> None:
     ex = make("next_open", taker=10, maker=2)
     ex.on_quote(quote(BTC, T1, "100.3", "100.5"))
-    assert ex.on_order(order(BTC, "buy", "1", T1, ref="100.4", order_type=OrderType.LIMIT, price=D(100))) == []
+    # the sell first: it would cancel a working buy
     r = one(ex.on_order(order(BTC, "sell", "1", T1, ref="100.4", order_type=OrderType.LIMIT, price=D(100))))
     assert (r.price, r.liquidity, r.side) == (D("100.3"), Liquidity.TAKER, Side.SELL)  # marketable: the bid
+    assert ex.on_order(order(BTC, "buy", "1", T1, ref="100.4", order_type=OrderType.LIMIT, price=D(100))) == []
     assert ex.on_quote(quote(BTC, T1 + SEC, "100.1", "100.2")) == []  # ask still above 100
     r = one(ex.on_quote(quote(BTC, T1 + 2 * SEC, "99.7", "99.9")))
     assert (r.price, r.liquidity, r.fee) == (D("99.9"), Liquidity.MAKER, D("99.9") * D("0.0002"))
@@ -323,7 +324,7 @@ def test_redelivered_order_is_ignored() -> None:
 
 def test_cancel_all_cancels_every_working_order() -> None:
     ex = make("next_open", vol="0.25")
-    ex.on_bar(bar(BTC, T1, "100"))
+    ex.on_bar(bar(BTC, T1, "100", volume=8))
     ex.on_bar(bar(ETH, T1, "50"))
     a = order(BTC, "buy", "5", T1, ref="100")
     b = order(ETH, "sell", "1", T1, ref="50", order_type=OrderType.LIMIT, price=D(60))

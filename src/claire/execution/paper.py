@@ -10,13 +10,27 @@ Fill conventions
 - Ticks: a market order takes the opposite side of the current quote (buy at the ask, sell at
   the bid); with no quote yet, the last trade price.
 - Limit orders fill when the market reaches the limit: on bars at the open if it is already
-  through the limit, else at the limit if the bar's range touches it; on ticks when the quote
-  crosses it. A limit order that rests before it fills pays the maker fee.
+  through the limit, else at the limit if the bar's range touches it (a fill stamped at the
+  bar's close: only then is its range known); on ticks when the quote crosses it. A limit order
+  that rests before it fills pays the maker fee.
 - Fixed slippage ``slippage_bps`` against the taker (buy higher, sell lower).
 - Partial fills: at most ``max_volume_share`` of a bar's volume, or ``max_quote_share`` of the
   quoted size, per market event. The rest waits for later events (GTC), is cancelled at once
   (IOC), at the end of the UTC day (DAY), or the whole order is cancelled when it cannot be
   filled at once in full (FOK).
+- No fill uses information from after its time. At the open of bar t the volume cap is
+  ``max_volume_share`` x the volume of the symbol's *previous* bar (the last volume already
+  seen; with no previous bar nothing fills yet and the order waits): what fills at an open
+  never depends on that bar's own volume. A fill at a bar's close (fill mode ``close``, or a
+  limit touched inside the bar) may use that bar's volume. One bar's share is shared by
+  everything it caps: the fills at its close (and inside it) and those at the next bar's open,
+  in that order.
+- One intent per symbol: an order cancels every working order of its symbol on the opposite
+  side first (``cancelled: superseded by a ...``, emitted before anything of the new order), so
+  the unfilled rest of an entry never fills after a close or a reversal.
+- Reduce-only orders: the exchange keeps the net position its own fills made per symbol; a
+  reduce-only order never fills more than brings it to zero, and its rest is cancelled
+  (``reduce only: no position left to reduce``) once there is nothing left to reduce.
 Every fill records its slippage in bps against the order's reference (decision) price and its
 latency (fill time minus order time, event time).
 """
@@ -52,10 +66,19 @@ _EMPTY: tuple[OrderResult, ...] = ()
 # Enum members of the matching path as module constants (reading one from its Enum class runs
 # a Python-level descriptor on Python 3.11)
 _BUY = Side.BUY
+_NOTHING_TO_REDUCE = "reduce only: no position left to reduce"
 _MARKET, _LIMIT = OrderType.MARKET, OrderType.LIMIT
 _TAKER, _MAKER = Liquidity.TAKER, Liquidity.MAKER
 _FOK, _IOC, _DAY = TimeInForce.FOK, TimeInForce.IOC, TimeInForce.DAY
 _FILLED, _PARTIALLY_FILLED, _CANCELLED = OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED, OrderStatus.CANCELLED
+
+
+def _later(lst: list[tuple[_Working, Decimal]] | None, w: _Working, limit: Decimal) -> list[tuple[_Working, Decimal]]:
+    """Append (w, limit) to the limits to fill inside the bar (the list made on the first)."""
+    if lst is None:
+        lst = []
+    lst.append((w, limit))
+    return lst
 
 
 class FillMode(StrEnum):
@@ -106,6 +129,10 @@ class PaperExecution:
         self.last_bar: dict[str, Bar] = {}
         self.last_quote: dict[str, QuoteTick] = {}
         self.last_trade: dict[str, Decimal] = {}
+        #: symbol -> net quantity filled by this exchange (signed: > 0 long), for reduce-only orders
+        self.position: dict[str, Decimal] = {}
+        #: symbol -> (id of the bar whose volume share is being used, quantity already taken of it)
+        self.volume_used: dict[str, tuple[str, Decimal]] = {}
         c = self.config
         self._slip = c.slippage_bps / BPS
         self._taker = c.taker_fee_bps / BPS
@@ -117,10 +144,13 @@ class PaperExecution:
     # --- market data ----------------------------------------------------------------------
     def on_bar(self, bar: Bar) -> tuple[OrderResult, ...] | list[OrderResult]:
         sym = bar.symbol
-        self.last_bar[sym] = bar
+        last = self.last_bar
         if sym not in self.working:
+            last[sym] = bar
             return _EMPTY
-        return self._match_bar(sym, bar, at_open=True)
+        prev = last.get(sym)  # the last volume seen before this bar: caps the fills at its open
+        last[sym] = bar
+        return self._match_bar(sym, bar, prev)
 
     def on_quote(self, quote: QuoteTick) -> tuple[OrderResult, ...] | list[OrderResult]:
         sym = quote.symbol
@@ -149,22 +179,33 @@ class PaperExecution:
             return []  # a redelivered order: already taken
         self.seen.add(order.id)
         sym = order.symbol
+        out: list[OrderResult] = []
+        lst = self.working.get(sym)
+        if lst:  # one intent per symbol: the opposite side's working orders are cancelled first
+            side = order.side
+            for old in [x for x in lst if x.order.side is not side]:
+                self._remove(sym, old)
+                out.append(self._final(old, _CANCELLED, order.ts_event,
+                                       f"cancelled: superseded by a {side.value} order {order.id}"))
         w = _Working(order)
         bar = self.last_bar.get(sym)
         quote = self.last_quote.get(sym)
         if bar is None and quote is None and sym not in self.last_trade:
-            return [self._final(w, OrderStatus.REJECTED, order.ts_event, f"no market data for {sym}")]
+            out.append(self._final(w, OrderStatus.REJECTED, order.ts_event, f"no market data for {sym}"))
+            return out
+        if order.reduce_only and self._room(order) <= 0:
+            out.append(self._final(w, _CANCELLED, order.ts_event, _NOTHING_TO_REDUCE))
+            return out
         self.working.setdefault(sym, []).append(w)
         if quote is not None:
-            out = self._match_quote(sym, quote, only=w)
+            out += self._match_quote(sym, quote, only=w)
         elif bar is not None:
-            if self._next_open:
-                out = []  # waits for the next bar's open
-            else:
-                out = self._match_bar(sym, bar, at_open=False, only=w)
+            if not self._next_open:
+                out += self._match_close(sym, bar, w)
+            # else: waits for the next bar's open
         else:
             p = self.last_trade[sym]
-            out = self._match_price(sym, p, p, None, order.ts_event, only=w)
+            out += self._match_price(sym, p, p, None, order.ts_event, only=w)
         if w.leaves and w in self.working.get(sym, ()):
             w.rested = True
         return out
@@ -178,41 +219,98 @@ class PaperExecution:
         return out
 
     # --- matching -------------------------------------------------------------------------
-    def _match_bar(self, sym: str, bar: Bar, at_open: bool, only: _Working | None = None) -> list[OrderResult]:
+    def _pool(self, sym: str, b: Bar | None) -> Decimal | None:
+        """What is left of bar ``b``'s volume share (None: no volume limit; no bar: nothing)."""
         share = self._vol_share
-        avail = bar.volume * share if share is not None else None
+        if share is None:
+            return None
+        if b is None:
+            return ZERO
+        avail = b.volume * share
+        used = self.volume_used.get(sym)
+        if used is not None and used[0] == b.id:
+            avail -= used[1]
+        return avail if avail > 0 else ZERO
+
+    def _use(self, sym: str, b: Bar | None, taken: Decimal) -> None:
+        if taken and b is not None and self._vol_share is not None:
+            used = self.volume_used.get(sym)
+            if used is not None and used[0] == b.id:
+                taken += used[1]
+            self.volume_used[sym] = (b.id, taken)
+
+    def _match_bar(self, sym: str, bar: Bar, prev: Bar | None) -> list[OrderResult]:
+        """Working orders against a new bar: at its open (capped by ``prev``'s volume), then the
+        limits its range touches, at its close (capped by its own volume)."""
+        avail = self._pool(sym, prev)
+        taken = ZERO
         out: list[OrderResult] = []
-        ts = bar.ts_open if at_open else bar.ts_event
-        for w in list(self.working[sym]) if only is None else [only]:
+        inside: list[tuple[_Working, Decimal]] | None = None
+        ts, close_ts = bar.ts_open, bar.ts_event
+        for w in list(self.working[sym]):
             o = w.order
             if self._day_expired(w, sym, ts, out):
                 continue
             if o.order_type is _MARKET:
-                base = bar.open if at_open else bar.close
+                base = bar.open
                 price = base * (1 + self._slip) if o.side is _BUY else base * (1 - self._slip)
                 liq = _TAKER
             else:
                 limit = o.price
-                ref = bar.open if at_open else bar.close
+                ref = bar.open
                 if o.side is _BUY:
                     if ref <= limit:
                         price, liq = ref, (_MAKER if w.rested else _TAKER)
-                    elif at_open and bar.low <= limit:
-                        price, liq = limit, _MAKER
+                    elif bar.low <= limit:
+                        inside = _later(inside, w, limit)
+                        continue
                     else:
-                        self._expire(w, sym, bar.ts_event, out)
+                        self._expire(w, sym, close_ts, out)
                         continue
                 else:
                     if ref >= limit:
                         price, liq = ref, (_MAKER if w.rested else _TAKER)
-                    elif at_open and bar.high >= limit:
-                        price, liq = limit, _MAKER
-                    else:
-                        self._expire(w, sym, bar.ts_event, out)
+                    elif bar.high >= limit:
+                        inside = _later(inside, w, limit)
                         continue
-            qty = self._take(w, sym, avail, price, liq, ts, bar.ts_event, out, "volume")
+                    else:
+                        self._expire(w, sym, close_ts, out)
+                        continue
+            qty = self._take(w, sym, avail, price, liq, ts, close_ts, out, "volume")
             if qty is not None and avail is not None:
                 avail -= qty
+                taken += qty
+        self._use(sym, prev, taken)
+        if inside:  # touched inside the bar: filled at the limit, at the bar's close
+            avail = self._pool(sym, bar)
+            taken = ZERO
+            for w, limit in inside:
+                qty = self._take(w, sym, avail, limit, _MAKER, close_ts, close_ts, out, "volume")
+                if qty is not None and avail is not None:
+                    avail -= qty
+                    taken += qty
+            self._use(sym, bar, taken)
+        return out
+
+    def _match_close(self, sym: str, bar: Bar, w: _Working) -> list[OrderResult]:
+        """A new order at the close of the symbol's latest bar (fill mode ``close``)."""
+        out: list[OrderResult] = []
+        ts = bar.ts_event
+        o = w.order
+        if self._day_expired(w, sym, ts, out):
+            return out
+        ref = bar.close
+        if o.order_type is _MARKET:
+            price = ref * (1 + self._slip) if o.side is _BUY else ref * (1 - self._slip)
+        elif (o.side is _BUY and ref <= o.price) or (o.side is not _BUY and ref >= o.price):
+            price = ref
+        else:
+            self._expire(w, sym, ts, out)
+            return out
+        avail = self._pool(sym, bar)
+        qty = self._take(w, sym, avail, price, _TAKER, ts, ts, out, "volume")
+        if qty is not None and avail is not None:
+            self._use(sym, bar, qty)
         return out
 
     def _match_quote(self, sym: str, q: QuoteTick, only: _Working | None = None) -> list[OrderResult]:
@@ -250,9 +348,18 @@ class PaperExecution:
 
     def _take(self, w: _Working, sym: str, avail: Decimal | None, price: Decimal, liq: Liquidity, ts: int,
               now: int, out: list[OrderResult], what: str) -> Decimal | None:
-        """Fill what ``avail`` allows (all of it without a limit); returns the quantity taken, or
-        None when a fill-or-kill order was cancelled instead."""
+        """Fill what ``avail`` allows (all of it without a limit; a reduce-only order no more than
+        its room to flat); returns the quantity taken, or None when the order was cancelled
+        instead (fill or kill, or reduce only with nothing left to reduce)."""
         qty = w.leaves if avail is None else min(w.leaves, avail)
+        if w.order.reduce_only:
+            room = self._room(w.order)
+            if room <= 0:
+                self._remove(sym, w)
+                out.append(self._final(w, _CANCELLED, ts, _NOTHING_TO_REDUCE))
+                return None
+            if qty > room:
+                qty = room
         if w.order.time_in_force is _FOK and qty < w.leaves:
             self._remove(sym, w)
             out.append(self._final(w, _CANCELLED, ts, f"fill or kill: not enough {what} to fill at once"))
@@ -266,6 +373,10 @@ class PaperExecution:
         if not w.leaves:
             self._remove(sym, w)
             return
+        if w.order.reduce_only and self._room(w.order) <= 0:
+            self._remove(sym, w)
+            out.append(self._final(w, _CANCELLED, ts, _NOTHING_TO_REDUCE))
+            return
         tif = w.order.time_in_force
         if tif is _IOC:
             self._remove(sym, w)
@@ -273,6 +384,11 @@ class PaperExecution:
             out.append(self._final(w, _CANCELLED, ts, reason))
         else:
             self._expire(w, sym, now, out)
+
+    def _room(self, o: Order) -> Decimal:
+        """How much a reduce-only order may still fill: the position on the other side of it."""
+        pos = self.position.get(o.symbol, ZERO)
+        return -pos if o.side is _BUY else pos
 
     def _day_expired(self, w: _Working, sym: str, ts: int, out: list[OrderResult]) -> bool:
         o = w.order
@@ -308,6 +424,8 @@ class PaperExecution:
         w.leaves -= qty
         notional = qty * price
         w.notional += notional
+        pos = self.position
+        pos[o.symbol] = pos.get(o.symbol, ZERO) + (qty if o.side is _BUY else -qty)
         fee = notional * (self._maker if liq is _MAKER else self._taker)
         ref = o.reference_price
         slip = (price - ref) / ref * BPS if o.side is _BUY else (ref - price) / ref * BPS
@@ -372,6 +490,8 @@ class PaperExecution:
             "last_bar": [encode(b).decode() for b in self.last_bar.values()],
             "last_quote": [encode(q).decode() for q in self.last_quote.values()],
             "last_trade": {s: str(p) for s, p in self.last_trade.items()},
+            "position": {s: str(q) for s, q in self.position.items()},
+            "volume_used": {s: [bid, str(q)] for s, (bid, q) in self.volume_used.items()},
         }
 
     def set_state(self, st: dict[str, Any]) -> None:
@@ -387,3 +507,6 @@ class PaperExecution:
         self.last_bar = {b.symbol: b for b in (decode_as(x, Bar) for x in st["last_bar"])}
         self.last_quote = {q.symbol: q for q in (decode_as(x, QuoteTick) for x in st["last_quote"])}
         self.last_trade = {s: Decimal(p) for s, p in st["last_trade"].items()}
+        # checkpoints from before these existed: no position from own fills, no volume taken yet
+        self.position = {s: Decimal(q) for s, q in st.get("position", {}).items()}
+        self.volume_used = {s: (bid, Decimal(q)) for s, (bid, q) in st.get("volume_used", {}).items()}

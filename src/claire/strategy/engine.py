@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from claire.events import Bar, IdFactory, OrderResult, QuoteTick, Signal, TradeTick
-from claire.strategy.base import Strategy
+from claire.events import Bar, IdFactory, Order, OrderResult, OrderStatus, QuoteTick, Side, Signal, TradeTick
+from claire.strategy.base import Strategy, WorkingOrder
 
 _EMPTY: tuple[Signal, ...] = ()
+_BUY = Side.BUY
+_FILLED, _PARTIALLY_FILLED = OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED
 
 
 class SignalEngine:
@@ -61,8 +63,35 @@ class SignalEngine:
             return self.on_trade(ev)
         return self.on_quote(ev)
 
+    # --- the strategies' position view (not on the per-bar path) ----------------------------
+    def on_order(self, order: Order) -> None:
+        """An order approved for one of this engine's signals: working from now on."""
+        strat = self.strategies.get(order.symbol)
+        if strat is None:
+            return
+        _working(strat)[order.id] = WorkingOrder(order_id=order.id, signal_id=order.signal_id, side=order.side,
+                                                 quantity=order.quantity, leaves=order.quantity,
+                                                 reduce_only=order.reduce_only)
+
     def on_order_result(self, result: OrderResult) -> None:
-        """An order result of one of this engine's signals (fill, partial fill, cancel, reject)."""
+        """An order result of one of this engine's signals (fill, partial fill, cancel, reject):
+        updates the strategy's ``position`` and ``working_orders``."""
+        strat = self.strategies.get(result.symbol)
+        if strat is None:
+            return
+        status = result.status
+        if status is _FILLED or status is _PARTIALLY_FILLED:
+            q = result.quantity
+            strat.position = strat.position + q if result.side is _BUY else strat.position - q
+        if status is _PARTIALLY_FILLED and result.leaves_quantity > 0:
+            wo = _working(strat)
+            old = wo.get(result.order_id)
+            wo[result.order_id] = WorkingOrder(
+                order_id=result.order_id, signal_id=result.signal_id, side=result.side,
+                quantity=result.order_quantity if old is None else old.quantity,
+                leaves=result.leaves_quantity, reduce_only=False if old is None else old.reduce_only)
+        elif strat.working_orders:
+            strat.working_orders.pop(result.order_id, None)  # done: filled, cancelled or rejected
 
     # --- restart --------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
@@ -77,3 +106,10 @@ class SignalEngine:
         import pickle
 
         self.strategies = pickle.loads(base64.b64decode(st["strategies"]))
+
+
+def _working(strat: Strategy) -> dict[str, WorkingOrder]:
+    wo = strat.working_orders
+    if "working_orders" not in strat.__dict__:  # restored from a checkpoint taken before the view existed
+        wo = strat.working_orders = {}
+    return wo
