@@ -198,7 +198,7 @@ def test_params_coerced_and_validated():
     assert strat.bb.num_std == 2.5 and strat.rsi.period == 10 and strat.allow_short
     with pytest.raises(ValueError, match="`macd_fast` must be < `macd_slow`"):
         Momentum("X", macd_fast=26, macd_slow=12)
-    with pytest.raises(ValueError, match="rsi_oversold < rsi_overbought"):
+    with pytest.raises(ValueError, match="`rsi_oversold` must be < `rsi_overbought`"):
         Momentum("X", rsi_oversold=70.0, rsi_overbought=30.0)
     with pytest.raises(ValueError, match="`bb_period` must be an int >= 1"):
         Momentum("X", bb_period=0)

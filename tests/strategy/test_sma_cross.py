@@ -232,7 +232,7 @@ def test_state_and_sums_are_exact():
     [
         ({"fast": 30, "slow": 30}, "`fast` must be < `slow`"),
         ({"fast": 0}, "`fast` must be an int >= 1"),
-        ({"slow": "x"}, "`slow` must be an int >= 1"),
+        ({"slow": "x"}, "parameter slow='x' for strategy 'sma_cross' is not a valid int"),
         ({"fast_period": 3}, "unknown parameter"),
     ],
 )

@@ -3,6 +3,7 @@
 from claire.strategy.base import Strategy, coerce_params
 from claire.strategy.builtin import Momentum, SmaCross
 from claire.strategy.engine import SignalEngine
+from claire.strategy.params import Param, ParamError, Rule
 from claire.strategy.registry import (
     BUILTINS,
     StrategyLoadError,
@@ -15,6 +16,9 @@ from claire.strategy.registry import (
 __all__ = [
     "BUILTINS",
     "Momentum",
+    "Param",
+    "ParamError",
+    "Rule",
     "SignalEngine",
     "SmaCross",
     "Strategy",

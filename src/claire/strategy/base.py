@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from claire.events import Bar, IdFactory, QuoteTick, Side, Signal, TradeTick
+from claire.strategy.params import Param, ParamError, Rule, check_params, coerce_value, schema_from_defaults
 
 HALF = Decimal("0.5")
 ONE = Decimal(1)
@@ -25,29 +26,77 @@ _replace = msgspec.structs.replace
 _BUY, _SELL = Side.BUY, Side.SELL  # module constants: reading a member from its Enum class is slow on 3.11
 
 
+class WorkingOrder(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """An order of this strategy's signals that the exchange still holds (``Strategy.working_orders``)."""
+
+    order_id: str
+    signal_id: str
+    side: Side
+    quantity: Decimal  # the order's quantity
+    leaves: Decimal  # what still waits to be filled
+    reduce_only: bool = False
+
+
+_NO_WORKING_ORDERS: dict[str, WorkingOrder] = {}  # never written: instances get their own dict
+
+
 class Strategy:
+    """Base class of strategies (see the module docstring).
+
+    The position view: ``self.position`` (signed Decimal, > 0 long: the net quantity filled
+    on its symbol: its signals' orders, and the risk manager's when it flattens at a trip) and
+    ``self.working_orders`` (order id -> :class:`WorkingOrder`: side and ``leaves``, the
+    quantity still waiting), kept up to date from the orders and order results before the
+    strategy sees the next event, and saved with it in checkpoints. Read them, do not write them. Only the single-process
+    core (backtest, ``claire paper``) feeds them: in the distributed runtime the signal service
+    receives no order results yet, so there they stay flat and empty. The built-in strategies
+    therefore do not decide on them (the same signals in every runtime).
+    """
+
     name: ClassVar[str] = "strategy"
     version: ClassVar[str] = "1"
-    #: parameter name -> default value; the default's type converts ``--param`` strings
+    #: declared parameters: name -> Param(default, min/max, description); see claire.strategy.params
+    parameters: ClassVar[dict[str, Param]] = {}
+    #: constraints between parameters, e.g. Rule("fast < slow")
+    rules: ClassVar[tuple[Rule, ...]] = ()
+    #: parameter name -> default value (derived from ``parameters``; a subclass that sets only
+    #: ``defaults`` gets a Param per default, typed like it, without bounds)
     defaults: ClassVar[dict[str, Any]] = {}
     #: template of this instance's signals (see ``_emit``); at class level too, for instances
     #: restored from a checkpoint taken before it existed
     _sig_base: Signal | None = None
+    #: the position view (also at class level, for instances restored from older checkpoints)
+    position: Decimal = Decimal(0)
+    working_orders: dict[str, WorkingOrder] = _NO_WORKING_ORDERS
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__
+        inherited = next((b.__dict__["parameters"] for b in cls.__mro__[1:] if "parameters" in b.__dict__), {})
+        if "parameters" in own:
+            cls.parameters = dict(own["parameters"])
+            cls.defaults = {k: p.default for k, p in cls.parameters.items()}
+        elif "defaults" in own:
+            cls.parameters = schema_from_defaults(own["defaults"], inherited)
+            cls.rules = tuple(r for r in cls.rules if set(r.names) <= set(cls.parameters))
+        cls.rules = tuple(cls.rules)
+        for rule in cls.rules:
+            missing = set(rule.names) - set(cls.parameters)
+            if missing:
+                raise TypeError(f"{cls.__qualname__}: rule {rule.text!r} names undeclared parameter(s) "
+                                f"{', '.join(sorted(missing))}")
 
     def __init__(self, symbol: str, ids: IdFactory | None = None, **params: Any) -> None:
-        unknown = set(params) - set(self.defaults)
-        if unknown:
-            raise ValueError(
-                f"unknown parameter(s) for strategy {self.name!r}: {', '.join(sorted(unknown))}"
-                f" (known: {', '.join(sorted(self.defaults)) or 'none'})"
-            )
         self.symbol = symbol
         self.ids = ids or IdFactory()
-        self.params = {**self.defaults, **params}
+        # every parameter converted and checked against its declaration and the rules
+        self.params = check_params(self.name, self.parameters, self.rules, params)
         self._event: Bar | TradeTick | QuoteTick | None = None
         self._out: list[Signal] = []
         self._n = 0
         self._sig_base = None
+        self.position = Decimal(0)
+        self.working_orders = {}
         self.setup()
 
     # --- hooks for subclasses -----------------------------------------------------------
@@ -116,32 +165,14 @@ class Strategy:
 
 
 def coerce_params(cls: type[Strategy], raw: dict[str, str]) -> dict[str, Any]:
-    """Convert ``--param k=v`` strings to the types of the strategy's defaults."""
+    """Convert ``--param k=v`` strings to the declared types, checking each one's bounds."""
     out: dict[str, Any] = {}
     for key, text in raw.items():
-        if key not in cls.defaults:
-            raise ValueError(
+        if key not in cls.parameters:
+            raise ParamError(
                 f"unknown parameter {key!r} for strategy {cls.name!r}"
-                f" (known: {', '.join(sorted(cls.defaults)) or 'none'})"
+                f" (known: {', '.join(sorted(cls.parameters)) or 'none'})"
             )
-        default = cls.defaults[key]
-        try:
-            if isinstance(default, bool):
-                low = text.strip().lower()
-                if low not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
-                    raise ValueError(text)
-                out[key] = low in {"1", "true", "yes", "on"}
-            elif isinstance(default, int):
-                out[key] = int(text)
-            elif isinstance(default, Decimal):
-                out[key] = Decimal(text)
-            elif isinstance(default, float):
-                out[key] = float(text)
-            else:
-                out[key] = text
-        except (ValueError, ArithmeticError):
-            raise ValueError(
-                f"parameter {key}={text!r} for strategy {cls.name!r} is not a valid "
-                f"{type(default).__name__}"
-            ) from None
+        spec = cls.parameters[key]
+        out[key] = coerce_value(key, spec, text, cls.name) if isinstance(text, str) else text
     return out

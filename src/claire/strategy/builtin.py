@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from claire.events import Bar, Side
 from claire.strategy.base import Strategy
 from claire.strategy.indicators import MACD, RSI, BollingerBands
+from claire.strategy.params import Param, Rule
 
 __all__ = ["Momentum", "SmaCross"]
 
@@ -52,16 +53,16 @@ class SmaCross(Strategy):
 
     name: ClassVar[str] = "sma_cross"
     version: ClassVar[str] = "1"
-    defaults: ClassVar[dict[str, Any]] = {"fast": 10, "slow": 30}
+    parameters: ClassVar[dict[str, Param]] = {
+        "fast": Param(10, min=1, description="period of the fast SMA (bars)"),
+        "slow": Param(30, min=1, description="period of the slow SMA (bars)"),
+    }
+    rules: ClassVar[tuple[Rule, ...]] = (Rule("fast < slow"),)
 
     def setup(self) -> None:
+        # the parameters are checked against their declaration (``parameters``, ``rules``)
         fast = self.params["fast"]
         slow = self.params["slow"]
-        for key, val in (("fast", fast), ("slow", slow)):
-            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-                raise ValueError(f"sma_cross: `{key}` must be an int >= 1, got {val!r}")
-        if fast >= slow:
-            raise ValueError(f"sma_cross: `fast` must be < `slow`, got fast={fast}, slow={slow}")
         self.fast = fast
         self.slow = slow
         self._dfast = Decimal(fast)
@@ -175,38 +176,30 @@ class Momentum(Strategy):
 
     name: ClassVar[str] = "momentum"
     version: ClassVar[str] = "1"
-    defaults: ClassVar[dict[str, Any]] = {
-        "rsi_period": 14,
-        "macd_fast": 12,
-        "macd_slow": 26,
-        "macd_signal": 9,
-        "bb_period": 20,
-        "bb_std": 2.0,
-        "rsi_overbought": 70.0,
-        "rsi_oversold": 30.0,
-        "allow_short": False,
+    parameters: ClassVar[dict[str, Param]] = {
+        "rsi_period": Param(14, min=1, description="RSI period (bars)"),
+        "macd_fast": Param(12, min=1, description="MACD fast EMA period (bars)"),
+        "macd_slow": Param(26, min=1, description="MACD slow EMA period (bars)"),
+        "macd_signal": Param(9, min=1, description="MACD signal EMA period (bars)"),
+        "bb_period": Param(20, min=1, description="Bollinger band period (bars)"),
+        "bb_std": Param(2.0, min=0, description="Bollinger band width (standard deviations)"),
+        "rsi_overbought": Param(70.0, min=0, max=100, description="RSI above this: overbought"),
+        "rsi_oversold": Param(30.0, min=0, max=100, description="RSI below this: oversold"),
+        "allow_short": Param(False, description="also go short (mirrored rule)"),
     }
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule("macd_fast < macd_slow"),
+        Rule("rsi_oversold < rsi_overbought"),
+    )
 
     FLAT: ClassVar[int] = 0
     LONG: ClassVar[int] = 1
     SHORT: ClassVar[int] = -1
 
     def setup(self) -> None:
-        p = self.params
-        for key in ("rsi_period", "macd_fast", "macd_slow", "macd_signal", "bb_period"):
-            val = p[key]
-            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-                raise ValueError(f"momentum: `{key}` must be an int >= 1, got {val!r}")
-        if p["macd_fast"] >= p["macd_slow"]:
-            raise ValueError(
-                f"momentum: `macd_fast` must be < `macd_slow`, got {p['macd_fast']} and {p['macd_slow']}"
-            )
+        p = self.params  # checked against ``parameters`` and ``rules``
         ob = float(p["rsi_overbought"])
         os_ = float(p["rsi_oversold"])
-        if not 0.0 <= os_ < ob <= 100.0:
-            raise ValueError(
-                f"momentum: need 0 <= rsi_oversold < rsi_overbought <= 100, got {os_} and {ob}"
-            )
         self.rsi = RSI(p["rsi_period"])
         self.macd = MACD(p["macd_fast"], p["macd_slow"], p["macd_signal"])
         self.bb = BollingerBands(p["bb_period"], p["bb_std"])

@@ -14,10 +14,12 @@ from typing import Any
 
 from claire.strategy.base import Strategy, coerce_params
 from claire.strategy.builtin import Momentum, SmaCross
+from claire.strategy.params import check_params, describe_params
 
 __all__ = [
     "BUILTINS",
     "StrategyLoadError",
+    "describe_strategy",
     "load_strategy",
     "parse_params",
     "strategy_names",
@@ -138,5 +140,13 @@ def parse_params(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
 
 
 def strategy_params(cls: type[Strategy], pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """``--param k=v`` items -> keyword arguments of ``cls``, typed like its defaults."""
-    return coerce_params(cls, parse_params(pairs))
+    """``--param k=v`` items -> keyword arguments of ``cls``, converted to the declared types and
+    checked (bounds of each, then the rules over all parameters with the defaults filled in)."""
+    params = coerce_params(cls, parse_params(pairs))
+    check_params(cls.name, cls.parameters, cls.rules, params)
+    return params
+
+
+def describe_strategy(cls: type[Strategy]) -> list[str]:
+    """Lines describing the parameters and rules of ``cls`` (what ``claire strategies`` shows)."""
+    return describe_params(cls.parameters, cls.rules)
