@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from claire.risk.config import ENV_VARS, RiskConfig
+from claire.risk.config import ACTIONS, ENV_VARS, RiskConfig
 
 
 class ConfigError(ValueError):
@@ -51,6 +51,11 @@ def _parse(name: str, var: str, text: str, kind: type) -> Any:
         if low in {"0", "false", "no", "off"}:
             return False
         raise ValueError(f"{var}={text!r}: expected true or false")
+    if kind is str:
+        low = text.strip().lower()
+        if low not in ACTIONS:
+            raise ValueError(f"{var}={text!r}: expected {' or '.join(ACTIONS)}")
+        return low
     try:
         value = Decimal(text.strip())
     except InvalidOperation:
@@ -68,7 +73,8 @@ def risk_config_from_env(env: dict[str, str] | None = None, **overrides: Any) ->
     defaults = RiskConfig()
     for field, var in ENV_VARS.items():
         if var in env and env[var].strip() != "":
-            kind = bool if isinstance(getattr(defaults, field), bool) else Decimal
+            default = getattr(defaults, field)
+            kind = bool if isinstance(default, bool) else str if isinstance(default, str) else Decimal
             try:
                 values[field] = _parse(field, var, env[var], kind)
             except ValueError as exc:

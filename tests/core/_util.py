@@ -6,6 +6,8 @@ import itertools
 from decimal import Decimal
 from typing import Any, ClassVar
 
+import msgspec
+
 from claire.engine.core import EventClock
 from claire.events import (
     Alert,
@@ -128,6 +130,25 @@ class RiskHarness:
     def fill(self, sym: str, side: str, qty: Any, price: Any, ts: int | None = None, fee: Any = 0) -> list[Event]:
         out: list[Event] = []
         for s in self.pf.on_fill(fill(sym, side, qty, price, self.clock.now if ts is None else ts, fee)):
+            out += self._snap(s)
+        return out
+
+    def settle(self, o: Order, price: Any = None, qty: Any = None) -> list[Event]:
+        """The result of an approved order as execution would send it: a fill of ``qty`` (default:
+        all) at ``price``, or a cancellation when ``price`` is None. The harness has no exchange,
+        so until then the risk manager counts the order as working (R2, R4, the cash)."""
+        if price is None:
+            res = OrderResult(id=f"cancel-{o.id}", ts_event=self.clock.now, ts_recv=self.clock.now, order_id=o.id,
+                              signal_id=o.signal_id, symbol=o.symbol, side=o.side, status=OrderStatus.CANCELLED,
+                              order_quantity=o.quantity, leaves_quantity=o.quantity)
+            return list(self.rm.on_order_result(res))
+        q = D(str(qty)) if qty is not None else o.quantity
+        res = fill(o.symbol, o.side, q, price, self.clock.now,
+                   status=OrderStatus.FILLED if q == o.quantity else OrderStatus.PARTIALLY_FILLED)
+        res = msgspec.structs.replace(res, order_id=o.id, signal_id=o.signal_id, order_quantity=o.quantity,
+                                      cum_quantity=q, leaves_quantity=o.quantity - q)
+        out = list(self.rm.on_order_result(res))
+        for s in self.pf.on_fill(res):
             out += self._snap(s)
         return out
 

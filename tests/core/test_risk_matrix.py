@@ -92,6 +92,10 @@ def test_tc_001_position_too_large() -> None:
     assert (ev.action, ev.passed) == (RiskAction.APPROVED, True)
     (o,) = of_type(out, Order)
     assert o.quantity == D(100) and ev.order_id == o.id
+    # working (approved, not filled): it counts as the position, nothing more fits ...
+    out = h.signal(BTC, "buy", "100", quantity="1")
+    assert decision(out, h.last_signal.id).check is RiskCheck.POSITION_LIMIT
+    h.settle(o)  # ... until it is cancelled
 
     # no fixed quantity, fresh symbol: sized to the limit, floor(10% equity / price) to the step
     p = D("70070.53")
@@ -107,6 +111,7 @@ def test_tc_001_position_too_large() -> None:
     assert (o.symbol, o.side, o.order_type, o.price, o.reference_price, o.signal_id, o.reduce_only) == (
         ETH, Side.BUY, OrderType.MARKET, None, p, h.last_signal.id, False)
     assert_well_formed(ev, h.rm)
+    h.settle(o)  # cancelled: the position below is set by hand
 
     # no fixed quantity with a position already worth 5%: sized DOWN to the headroom (resized)
     h.fill(ETH, "buy", "0.0713565", p)  # 5000.0022... USDT, fee 0: equity stays 100000
@@ -121,7 +126,7 @@ def test_tc_001_position_too_large() -> None:
     assert_well_formed(ev, h.rm)
 
     # the position at the limit: no room left, rejected by the position limit
-    h.fill(ETH, "buy", o.quantity, p)
+    h.settle(o, p)
     out = h.signal(ETH, "buy", p)
     ev = decision(out, h.last_signal.id)
     assert (ev.check, ev.action, ev.passed) == (RiskCheck.POSITION_LIMIT, RiskAction.REJECTED, False)
@@ -171,6 +176,15 @@ def test_tc_002_daily_drawdown() -> None:
     assert h.rm.state is TradingState.HALTED
     out = h.signal(ETH, "buy", "100", quantity="1")
     assert decision(out, h.last_signal.id).check is RiskCheck.DAILY_DRAWDOWN
+
+    # a close (reduce-only) passes: sized to the position
+    out = h.signal(BTC, "sell", "80", reduce_only=True)
+    ev = decision(out, h.last_signal.id)
+    assert (ev.action, ev.passed, ev.trading_state) == (RiskAction.APPROVED, True, TradingState.HALTED)
+    (o,) = of_type(out, Order)
+    assert (o.side, o.quantity, o.reduce_only) == (Side.SELL, D(300), True)
+    assert_well_formed(ev, h.rm)
+    h.settle(o)  # cancelled: the position stays for what follows
 
     # a sell that reduces the position still passes
     out = h.signal(BTC, "sell", "80")
@@ -259,7 +273,7 @@ def test_tc_003_total_exposure() -> None:
     r4 = ev.checks[R_ORDER.index(RiskCheck.TOTAL_EXPOSURE)]
     assert r4.passed and r4.value == D("0.30") and r4.limit == D("0.30")
     assert_well_formed(ev, h.rm)
-    h.fill(XRP, "buy", o.quantity, "100")
+    h.settle(o, "100")
     assert h.pf.total_exposure() == D(30_000)
 
     # at the cap: the next opening order is blocked, sized or fixed
@@ -285,7 +299,7 @@ def test_tc_003_total_exposure() -> None:
     out = h.signal(SOL, "sell", "100", quantity="20")
     ev = decision(out, h.last_signal.id)
     assert ev.passed and of_type(out, Order)[0].quantity == D(20)
-    h.fill(SOL, "sell", 20, "100")
+    h.settle(of_type(out, Order)[0], "100")
     # ... and frees room for a new order of that size
     out = h.signal(BNB, "buy", "100")
     ev = decision(out, h.last_signal.id)
@@ -334,9 +348,18 @@ def test_tc_004_circuit_breaker() -> None:
 
     ev = rejected_by_breaker(h.signal(ETH, "buy", "100"), h.last_signal.id)
     assert ev.value == D("0.12")
-    # reducing orders are stopped too (unlike the daily halt)
-    rejected_by_breaker(h.signal(BTC, "sell", "60"), h.last_signal.id)
-    rejected_by_breaker(h.signal(BTC, "sell", "60", reduce_only=True), h.last_signal.id)
+    # orders that reduce the position pass (an emergency stop must not keep a losing position
+    # open): an opposite signal and a close, each sized to the position
+    for kw in ({}, {"reduce_only": True}):
+        out = h.signal(BTC, "sell", "60", **kw)
+        ev = decision(out, h.last_signal.id)
+        assert (ev.action, ev.passed, ev.trading_state) == (RiskAction.APPROVED, True, TradingState.CIRCUIT_BROKEN)
+        (o,) = of_type(out, Order)
+        assert (o.side, o.quantity, o.reduce_only) == (Side.SELL, D(300), True)
+        r5 = ev.checks[R_ORDER.index(RiskCheck.CIRCUIT_BREAKER)]
+        assert r5.passed and "reduces" in r5.note and r5.value == D("0.12")
+        assert_well_formed(ev, h.rm)
+        h.settle(o)  # cancelled: the position stays for what follows
 
     # a new UTC day does not lift it
     h.bar(BTC, T0 + 3 * DAY + MIN, "60")
@@ -572,12 +595,17 @@ def test_risk_none_approves_everything_with_sizing_only() -> None:
     assert (ev.check, ev.action, ev.passed, ev.checks) == (RiskCheck.ALL, RiskAction.APPROVED, True, ())
     assert ev.reason == "risk checks off"
     assert of_type(out, Order)[0].quantity == D(200)
+    h.settle(of_type(out, Order)[0])
     # sizing still applies: no fixed quantity -> 10% of equity (75,000) at 100
     out = h.signal(ETH, "buy", "100")
     assert of_type(out, Order)[0].quantity == D(75)
+    h.settle(of_type(out, Order)[0])
     # ... the cash caps a fixed quantity (cash 50,000 / (90 * 1.01), 1% kept for fees)
     out = h.signal(ETH, "buy", "90", quantity="1000")
     assert of_type(out, Order)[0].quantity == floor_step(D(50_000) / (D(90) * D("1.01")))
+    # ... minus what the working buys will take (that order: 550.055005 at 90)
+    out = h.signal(ETH, "buy", "90", quantity="1000")
+    assert of_type(out, Order) == [] and decision(out, h.last_signal.id).reason == "order size is zero"
     # ... and there is nothing to sell without a position (spot)
     out = h.signal(SOL, "sell", "10")
     ev = decision(out, h.last_signal.id)

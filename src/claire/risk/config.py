@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -22,7 +22,15 @@ ENV_VARS: dict[str, str] = {
     "min_notional": "MIN_NOTIONAL_USDT",
     "qty_step": "QTY_STEP",
     "allow_short": "ALLOW_SHORT",
+    "circuit_breaker_action": "CIRCUIT_BREAKER_ACTION",
+    "daily_drawdown_action": "DAILY_DRAWDOWN_ACTION",
 }
+
+#: what R5 (circuit breaker) and R3 (daily drawdown halt) do when they trip: ``reduce_only``
+#: (no new exposure, orders that reduce a position still pass) or ``flatten`` (also close every
+#: position at the trip)
+ACTIONS: tuple[str, ...] = ("reduce_only", "flatten")
+TripAction = Literal["reduce_only", "flatten"]
 
 
 class RiskConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,6 +49,8 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True):
     qty_step: Decimal = Decimal("0.000001")  # sized quantities are rounded down to this step
     expected_slippage_bps: Decimal = Decimal(0)  # the execution model's fixed slippage (R6)
     fee_bps: Decimal = Decimal(0)  # the taker fee: limits hold on equity after the order's fee
+    circuit_breaker_action: TripAction = "reduce_only"  # R5 trip: reduce_only | flatten
+    daily_drawdown_action: TripAction = "reduce_only"  # R3 halt: reduce_only | flatten
     order_type: OrderType = OrderType.MARKET
     time_in_force: TimeInForce = TimeInForce.GTC
 
@@ -56,6 +66,10 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True):
         for name in ("spread_delay_sec", "min_notional", "expected_slippage_bps", "fee_bps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must be >= 0")
+        for name in ("circuit_breaker_action", "daily_drawdown_action"):
+            if getattr(self, name) not in ACTIONS:
+                raise ValueError(f"`{name}` ({ENV_VARS[name]}) must be one of {', '.join(ACTIONS)}, "
+                                 f"got {getattr(self, name)!r}")
         if self.quantity is not None and not self.quantity > 0:
             raise ValueError(f"`quantity` must be > 0, got {self.quantity}")
 

@@ -3,14 +3,26 @@
 Checks run in the seeds' order and stop at the first failure:
 
 R1 data quality (stale or invalid market data: the signal is ignored), R2 position limit,
-R3 daily drawdown (trading halted for the rest of the UTC day; orders that reduce a position
-still pass), R4 total exposure, R5 circuit breaker (drawdown from the high-water mark; nothing
-passes until ``reset``), R6 expected slippage, R7 bid-ask spread (the signal waits up to
-``spread_delay_sec`` for a narrower spread, then is rejected).
+R3 daily drawdown (trading halted for the rest of the UTC day), R4 total exposure, R5 circuit
+breaker (drawdown from the high-water mark; stopped until ``reset``), R6 expected slippage, R7
+bid-ask spread (the signal waits up to ``spread_delay_sec`` for a narrower spread, then is
+rejected).
 
-Orders that reduce a position pass R2 and R4 (they lower risk). Without a fixed quantity, an
-opening order is sized to what R2, R4 and the cash allow (rounded down to ``qty_step``); with a
-fixed quantity, an order that would break a limit is rejected, not shrunk.
+R2-R5 guard new exposure: orders that reduce a position (closes, reduce-only, opposite signals)
+always pass them, and still go through R1, R6 and R7. When R3 or R5 trips with the action
+``flatten`` (``daily_drawdown_action``, ``circuit_breaker_action``), the manager also closes
+every position at once: one reduce-only signal of its own per position (strategy
+``risk_flatten``, caused by the trip's RiskEvent), decided on the spot.
+
+R2, R4 and the cash count the *working* orders (approved, not yet filled: ``on_order_result``
+keeps them) as well as the positions, so the exposure at approval never exceeds the limits
+(only later price moves can carry a position past them); working reduce-only orders add none.
+Without a fixed quantity, an opening order is sized to what R2, R4 and the cash allow (rounded
+down to ``qty_step``); the fixed quantity of the config is the position size per symbol (an
+opening order tops the position plus working entries up to it), and an order that would break
+a limit is rejected, not shrunk. A close is sized to the position; with no position but a
+working entry on the other side it is a reduce-only order of that entry's size (execution then
+cancels the entry).
 
 Every decision, pass or fail, is one ``RiskEvent`` with the deciding check, its value and
 limit, every check evaluated, the portfolio state and the config. Changes of trading state are
@@ -34,6 +46,7 @@ from claire.events import (
     IdFactory,
     Order,
     OrderResult,
+    OrderStatus,
     PortfolioSnapshot,
     QuoteTick,
     RiskAction,
@@ -74,6 +87,18 @@ _STATE_VALUE = {s: s.value for s in TradingState}
 _R2_REDUCES = CheckResult(check=_POSITION_LIMIT, passed=True, note="reduces the position")
 _R4_REDUCES = CheckResult(check=_TOTAL_EXPOSURE, passed=True, note="reduces exposure")
 _R7_NO_QUOTE = CheckResult(check=_SPREAD, passed=True, note="no quote: spread unknown (bar data)")
+_FILL_STATUSES = frozenset({OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED})
+_TERMINAL = frozenset({OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED})
+FLATTEN_STRATEGY = "risk_flatten"  # the strategy name of the signals that flatten at a trip
+
+
+class _Working:
+    """An order this manager approved that is not done yet (``leaves`` still to fill)."""
+
+    __slots__ = ("leaves", "reduce_only", "ref", "side", "symbol")
+
+    def __init__(self, symbol: str, side: Side, leaves: Decimal, ref: Decimal, reduce_only: bool) -> None:
+        self.symbol, self.side, self.leaves, self.ref, self.reduce_only = symbol, side, leaves, ref, reduce_only
 
 
 class _Reject(Exception):
@@ -99,6 +124,11 @@ class RiskManager:
         self.delayed: dict[str, list[tuple[Signal, int]]] = {}  # symbol -> [(signal, deadline ns)]
         self.seen = BoundedSet()
         self.cb_peak: Decimal | None = None  # equity at the last circuit-breaker reset
+        # working orders (approved, not done), and their aggregates for the decision path:
+        self.working: dict[str, _Working] = {}  # order id -> what is left of it
+        self._open_leaves: dict[str, list[Decimal]] = {}  # symbol -> [buy, sell] leaves of opening orders
+        self._open_notional = ZERO  # opening orders' leaves x reference price, all symbols
+        self._open_buy_notional = ZERO  # the same, buys only (the cash they will take)
         self._pf_cache: dict[str, Any] | None = None
         self._config_dict = config.as_dict()
         self._event_base = RiskEvent(id="", ts_event=0, ts_recv=0, signal_id=None, symbol=None, check=_ALL,
@@ -107,6 +137,8 @@ class RiskManager:
         self._delay_ns = int(config.spread_delay_sec * NS_PER_SEC)
         self._fee = config.fee_bps / BPS
         self._cash_factor = ONE + config.expected_slippage_bps / BPS + Decimal("0.01")
+        #: a trip may close positions: orders can come out of on_snapshot (the portfolio's feedback)
+        self.flattens = config.enabled and "flatten" in (config.circuit_breaker_action, config.daily_drawdown_action)
         self._n = 0
 
     # --- market data ----------------------------------------------------------------------
@@ -133,8 +165,42 @@ class RiskManager:
 
     # --- order results: working orders ------------------------------------------------------
     def on_order_result(self, result: OrderResult) -> tuple[Event, ...] | list[Event]:
-        """An order result (fill, partial fill, cancel, reject) of an order this manager approved."""
+        """An order result (fill, partial fill, cancel, reject) of an order this manager approved:
+        a fill lowers its leaves, a final status ends it."""
+        w = self.working.get(result.order_id)
+        if w is None:
+            return _EMPTY
+        status = result.status
+        if status in _TERMINAL:
+            done = w.leaves
+            del self.working[result.order_id]
+        elif status in _FILL_STATUSES:
+            done = min(result.quantity, w.leaves)
+            w.leaves -= done
+        else:
+            return _EMPTY
+        if not w.reduce_only and done:
+            self._add_open(w, -done)
+        if not self.working:  # nothing works: the aggregates are exactly zero
+            self._open_leaves.clear()
+            self._open_notional = self._open_buy_notional = ZERO
         return _EMPTY
+
+    def _add_open(self, w: _Working, qty: Decimal) -> None:
+        """Add ``qty`` (negative: remove) of an opening order to the aggregates."""
+        sym = w.symbol
+        lv = self._open_leaves.get(sym)
+        if lv is None:
+            lv = self._open_leaves[sym] = [ZERO, ZERO]
+        notional = qty * w.ref
+        self._open_notional += notional
+        if w.side is _BUY:
+            lv[0] += qty
+            self._open_buy_notional += notional
+        else:
+            lv[1] += qty
+        if not lv[0] and not lv[1]:
+            del self._open_leaves[sym]
 
     # --- portfolio feedback: trading state transitions ------------------------------------
     def on_snapshot(self, snap: PortfolioSnapshot) -> list[Event]:
@@ -205,7 +271,41 @@ class RiskManager:
             details={"value": str(value) if value is not None else None,
                      "limit": str(limit) if limit is not None else None},
         )
+        cfg = self.config
+        if new is not _ACTIVE and cfg.enabled and (
+                cfg.circuit_breaker_action if new is _BROKEN else cfg.daily_drawdown_action) == "flatten":
+            return [ev, alert, *self._flatten(ev, ts)]
         return [ev, alert]
+
+    def _flatten(self, cause: RiskEvent, ts: int) -> list[Event]:
+        """Close every position (and every working entry without one) at a trip: a reduce-only
+        signal of the risk manager per position, decided at once, so its order goes out with the
+        trip. The signal id is marked seen: handed back to ``on_signal`` it is a no-op."""
+        pf = self.portfolio
+        out: list[Event] = []
+        todo: list[tuple[str, Side]] = []
+        for sym in sorted(set(pf.open) | set(self._open_leaves)):
+            qty = pf.position_qty(sym)
+            if qty:
+                todo.append((sym, _SELL if qty > 0 else _BUY))
+            elif sym in self._open_leaves:  # no position, entries working: a close of each side cancels them
+                lv = self._open_leaves[sym]
+                todo += [(sym, side) for side, n in ((_SELL, lv[0]), (_BUY, lv[1])) if n]
+        for sym, side in todo:
+            last = self.last.get(sym)
+            if last is not None:
+                price, market_ts = last.price, last.ts_event
+            else:  # no market data seen here (hand-fed): the portfolio's mark, else the entry's price
+                price = pf.marks.get(sym) or next(w.ref for w in self.working.values() if w.symbol == sym)
+                market_ts = ts
+            sid = self.ids("risk-flatten", cause.id, sym, side.value)
+            sig = Signal(id=sid, ts_event=ts, ts_recv=ts, correlation_id=sid, causation_id=cause.id, symbol=sym,
+                         side=side, price=price, confidence=ONE, strategy=FLATTEN_STRATEGY, reduce_only=True,
+                         market_ts=market_ts, metadata={"reason": f"flatten at the trip: {cause.reason}"})
+            self.seen.add(sid)
+            out.append(sig)
+            out += self._decide(sig, ts, market_ts, first=True)
+        return out
 
     # --- signals --------------------------------------------------------------------------
     def on_signal(self, sig: Signal) -> list[Event]:
@@ -245,30 +345,11 @@ class RiskManager:
         equity, exposure = pf.equity_and_exposure()
         pf_values = (equity, exposure)  # for the portfolio dict of the decision's events
         pos_qty = pf.position_qty(sym)
-        reducing = (pos_qty > 0 and sig.side is _SELL) or (pos_qty < 0 and sig.side is _BUY)
         requested = sig.quantity if sig.quantity is not None else cfg.quantity
         binding = _ALL
         qty = ZERO
         try:
-            # --- sizing ---
-            if reducing:
-                qty = abs(pos_qty) if (sig.reduce_only or requested is None) else min(requested, abs(pos_qty))
-                if qty <= 0:
-                    raise _Reject(_SIZING, f"nothing to close: no {sym} position")
-            elif sig.reduce_only:
-                raise _Reject(_SIZING, f"nothing to close: no {sym} position on the other side of a {sig.side.value}")
-            elif sig.side is _SELL and not cfg.allow_short:
-                raise _Reject(_SIZING, f"no {sym} position to sell and short selling is disabled (spot)")
-            elif requested is not None:
-                qty = requested
-            else:
-                qty = self._floor(equity * cfg.max_position_pct / price)
-            if not reducing and sig.side is _BUY:
-                cash_cap = self._floor(pf.cash / (price * self._cash_factor))
-                if qty > cash_cap:
-                    if requested is not None and cfg.enabled:
-                        raise _Reject(_SIZING, "not enough cash for the order", qty * price, pf.cash)
-                    qty = cash_cap
+            qty, requested, reducing, working = self._size(sig, pos_qty, requested, equity)
             if not cfg.enabled:
                 if qty <= 0:
                     raise _Reject(_SIZING, "order size is zero")
@@ -291,7 +372,7 @@ class RiskManager:
             if reducing:
                 checks.append(_R2_REDUCES)
             else:
-                qty, bound = self._share_limit(_POSITION_LIMIT, abs(pos_qty) * price, qty, price, equity,
+                qty, bound = self._share_limit(_POSITION_LIMIT, (abs(pos_qty) + working) * price, qty, price, equity,
                                                cfg.max_position_pct, requested is None, checks,
                                                "position would be {pct}% of equity, limit {limit}%",
                                                "position limit")
@@ -321,7 +402,7 @@ class RiskManager:
             if reducing:
                 checks.append(_R4_REDUCES)
             else:
-                qty, bound = self._share_limit(_TOTAL_EXPOSURE, exposure, qty, price, equity,
+                qty, bound = self._share_limit(_TOTAL_EXPOSURE, exposure + self._open_notional, qty, price, equity,
                                                cfg.max_total_exposure_pct, requested is None, checks,
                                                "total exposure would be {pct}% of equity, limit {limit}%: new orders blocked",
                                                "total exposure limit")
@@ -333,8 +414,10 @@ class RiskManager:
                 out += self._transition(_BROKEN, now, _CIRCUIT_BREAKER,
                                         "drawdown from the high-water mark reached the circuit breaker",
                                         dd, cfg.circuit_breaker_threshold_pct)
-            ok = self.state is not _BROKEN
-            checks.append(CheckResult(check=_CIRCUIT_BREAKER, passed=ok, value=_r(dd), limit=cfg.circuit_breaker_threshold_pct))
+            broken = self.state is _BROKEN
+            ok = not broken or reducing
+            checks.append(CheckResult(check=_CIRCUIT_BREAKER, passed=ok, value=_r(dd), limit=cfg.circuit_breaker_threshold_pct,
+                                      note="circuit broken, order reduces the position" if broken and ok else ""))
             if not ok:
                 raise _Reject(_CIRCUIT_BREAKER,
                               f"circuit breaker tripped (drawdown {_r(dd * 100)}%): trading stopped until reset",
@@ -387,6 +470,44 @@ class RiskManager:
             return out
         return self._approve(sig, qty, requested, now, binding, checks, out, "all checks passed", reducing, pf_values)
 
+    def _size(self, sig: Signal, pos_qty: Decimal, requested: Decimal | None,
+              equity: Decimal) -> tuple[Decimal, Decimal | None, bool, Decimal]:
+        """The order's quantity before the limits: ``(qty, requested, reducing, working)``, with
+        ``working`` the leaves of working opening orders on the signal's side (raises _Reject)."""
+        cfg = self.config
+        sym, side, price = sig.symbol, sig.side, sig.price
+        reducing = (pos_qty > 0 and side is _SELL) or (pos_qty < 0 and side is _BUY)
+        open_lv = self._open_leaves.get(sym)  # leaves of working opening orders: [buy, sell]
+        working = ZERO if open_lv is None else open_lv[0 if side is _BUY else 1]
+        if reducing:
+            qty = abs(pos_qty) if (sig.reduce_only or requested is None) else min(requested, abs(pos_qty))
+        elif sig.reduce_only:  # no position to close: a working entry on the other side is cancelled
+            qty = ZERO if pos_qty or open_lv is None else open_lv[1 if side is _BUY else 0]
+            if not qty:
+                raise _Reject(_SIZING, f"nothing to close: no {sym} position on the other side of a {side.value}")
+            reducing = True
+        elif side is _SELL and not cfg.allow_short:
+            raise _Reject(_SIZING, f"no {sym} position to sell and short selling is disabled (spot)")
+        elif sig.quantity is not None:
+            qty = sig.quantity
+        elif requested is not None:  # the fixed quantity is the position size: top up to it
+            qty = requested = requested - abs(pos_qty) - working
+            if qty <= 0:
+                raise _Reject(_SIZING, f"{sym} already holds/works the fixed quantity {cfg.quantity} "
+                              f"(position {abs(pos_qty)}, working {working})")
+        else:
+            qty = self._floor(equity * cfg.max_position_pct / price)
+        if not reducing and side is _BUY:
+            cash = self.portfolio.cash
+            if self._open_buy_notional:  # what the working buys will take
+                cash -= self._open_buy_notional * self._cash_factor
+            cash_cap = self._floor(cash / (price * self._cash_factor))
+            if qty > cash_cap:
+                if requested is not None and cfg.enabled:
+                    raise _Reject(_SIZING, "not enough cash for the order", qty * price, self.portfolio.cash)
+                qty = cash_cap
+        return qty, requested, reducing, working
+
     def _share_limit(self, check: RiskCheck, current: Decimal, qty: Decimal, price: Decimal, equity: Decimal,
                      limit: Decimal, sized: bool, checks: list[CheckResult], too_big: str,
                      name: str) -> tuple[Decimal, RiskCheck | None]:
@@ -422,6 +543,10 @@ class RiskManager:
             time_in_force=cfg.time_in_force, signal_id=sig.id, reference_price=sig.price,
             reduce_only=reduce_only, strategy=sig.strategy,
         )
+        w = _Working(sig.symbol, sig.side, qty, sig.price, reduce_only)
+        self.working[oid] = w
+        if not reduce_only:
+            self._add_open(w, qty)
         resized = requested is None and binding is not _ALL
         action = _RESIZED if resized else _APPROVED
         if resized:
@@ -451,6 +576,7 @@ class RiskManager:
             "equity": str(eq), "cash": str(pf.cash), "total_exposure": str(total),
             "daily_loss_pct": str(_r(pf.daily_loss_pct(eq))), "drawdown_pct": str(_r(pf.drawdown(eq))),
             "positions": {s: str(p.qty) for s, p in pf.open.items()}, "trading_state": _STATE_VALUE[self.state],
+            "working_exposure": str(self._open_notional),  # opening orders approved, not yet filled
         }
         return d
 
@@ -479,6 +605,8 @@ class RiskManager:
             "seen": self.seen.to_list(), "cb_peak": str(self.cb_peak) if self.cb_peak is not None else None,
             "delayed": [[encode(s).decode(), dl] for lst in self.delayed.values() for s, dl in lst],
             "last": [encode(e).decode() for e in self.last.values()],
+            "working": [[oid, w.symbol, w.side.value, str(w.leaves), str(w.ref), w.reduce_only]
+                        for oid, w in self.working.items()],
         }
 
     def set_state(self, st: dict[str, Any]) -> None:
@@ -497,3 +625,9 @@ class RiskManager:
         for enc in st["last"]:
             e = decode(enc)
             self.last[e.symbol] = e  # type: ignore[union-attr]
+        self.working, self._open_leaves = {}, {}
+        self._open_notional = self._open_buy_notional = ZERO
+        for oid, sym, side, leaves, ref, ro in st.get("working", ()):  # absent in older checkpoints
+            w = self.working[oid] = _Working(sym, Side(side), Decimal(leaves), Decimal(ref), ro)
+            if not ro:
+                self._add_open(w, w.leaves)

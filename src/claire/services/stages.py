@@ -220,11 +220,15 @@ class RiskStage:
         out: list[Out] = []
         t = type(ev)
         if t is OrderResult:
-            if ev.is_fill:
-                for snap in self.mirror.on_fill(ev):
-                    out += [_topic_out(e) for e in self.risk.on_snapshot(snap)]
+            # as in TradingCore.route: the risk manager's working orders first, then the fill
             if ev.status in TERMINAL:
                 self.outstanding.discard(ev.order_id)
+            later = self.risk.on_order_result(ev)
+            if ev.is_fill:
+                for snap in self.mirror.on_fill(ev):
+                    self._risk_out(self.risk.on_snapshot(snap), out)
+            if later:
+                self._risk_out(later, out)
         elif t in MARKET:
             self.echoed += 1
             if ev.seq > self.mirror_seq:
@@ -249,8 +253,9 @@ class RiskStage:
     def _may_skip_ahead(self, i: int, ev: Event) -> bool:
         """A bar followed by something other than its signals needs no decision now: risk may
         move past it without waiting for the fills (the mirror applies them, in order, later;
-        signals and end of data still wait for the mirror)."""
-        if type(ev) is not Bar or self.partitions != 1 or self.risk.delayed:
+        signals and end of data still wait for the mirror). Not when a trip may flatten: its
+        orders come from the mirror's snapshots and must reach execution where the core sends them."""
+        if type(ev) is not Bar or self.partitions != 1 or self.risk.delayed or self.risk.flattens:
             return False
         q = self.queues[i]
         return len(q) > 1 and type(q[1][0]) is not Signal
@@ -259,7 +264,20 @@ class RiskStage:
         snap = self.mirror.on_market(ev)
         self.mirror_seq = ev.seq
         if snap is not None:
-            out += [_topic_out(e) for e in self.risk.on_snapshot(snap)]
+            self._risk_out(self.risk.on_snapshot(snap), out)
+
+    def _risk_out(self, events: Any, out: list[Out]) -> None:
+        """The risk manager's outputs to their streams: orders (e.g. those that flatten at a
+        trip) to execution like signal-decided ones, signals of its own to the signals topic."""
+        for e in events:
+            if type(e) is Order:
+                e = with_seq(e, self.cur)
+                self.sent += 1
+                self.outstanding.add(e.id)
+                out.append((PIPE_ORDERS, e))
+            elif type(e) is Signal:
+                e = with_seq(e, self.cur)
+            out.append(_topic_out(e))
 
     def _head(self) -> tuple[int, Event, bytes] | None:
         return merge_head(self.queues, self.cur, self.cur_part, self.partitions)
@@ -276,13 +294,7 @@ class RiskStage:
                 if self._blocked():
                     return out
                 self.queues[i].popleft()
-                for e in self.risk.on_signal(ev):
-                    if type(e) is Order:
-                        e = with_seq(e, self.cur)
-                        self.sent += 1
-                        self.outstanding.add(e.id)
-                        out.append((PIPE_ORDERS, e))
-                    out.append(_topic_out(e))
+                self._risk_out(self.risk.on_signal(ev), out)
                 continue
             if t is Control:
                 if self._blocked():
@@ -317,13 +329,7 @@ class RiskStage:
                 self.clock.now = ev.ts_event
             if not self.lagging and ev.seq > self.mirror_seq:
                 self._mirror_market(ev, out)
-            for e in self.risk.on_market(ev):  # type: ignore[arg-type]
-                if type(e) is Order:
-                    e = with_seq(e, self.cur)
-                    self.sent += 1
-                    self.outstanding.add(e.id)
-                    out.append((PIPE_ORDERS, e))
-                out.append(_topic_out(e))
+            self._risk_out(self.risk.on_market(ev), out)  # type: ignore[arg-type]
 
     # --- checkpoint -----------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
@@ -429,6 +435,11 @@ class _NoSignals:
 
     on_market = on_trade = on_quote = on_bar
 
+    def on_order_result(self, ev: Any) -> None:
+        pass  # no strategy here to show its position to
+
+    on_order = on_order_result
+
     def get_state(self) -> dict[str, Any]:
         return {}
 
@@ -482,6 +493,7 @@ class AccountStage:
         self.cur = 0
         self.cur_part = 0
         self.done = False
+        self._sig: Event | None = None  # the signal from the stream being routed
 
     def _marked(self, ev: Event) -> None:
         self.out.append((PIPE_RESULTS, self._raw if ev is self._ev else ev))
@@ -489,8 +501,10 @@ class AccountStage:
     def _emit(self, ev: Event) -> None:
         t = type(ev)
         if t is Signal:
-            return  # already on the signals topic (the signal service)
-        if t is OrderResult:
+            if ev is self._sig:
+                return  # already on the signals topic (the signal service)
+            ev = with_seq(ev, self.cur)  # the risk manager's own (flatten at a trip)
+        elif t is OrderResult:
             ev = with_seq(ev, self.cur)
             self.out.append((PIPE_RESULTS, ev))
         elif t is Order or t is PortfolioSnapshot:
@@ -512,7 +526,9 @@ class AccountStage:
             t = type(ev)
             if t is Signal:
                 self.queues[i].popleft()
+                self._sig = ev
                 core.route((ev,))
+                self._sig = None
                 continue
             if t is Control:
                 for q in self.queues:
