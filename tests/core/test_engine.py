@@ -91,7 +91,8 @@ def test_other_run_files_use_iso_utc_times(runs: Any) -> None:
 def test_summary_json_fields_and_trade_count(runs: Any) -> None:
     res, _ = runs
     summary = json.loads((res.out / "summary.json").read_text())
-    for key in ("trades", "win_rate", "realized_pnl", "fees", "max_drawdown", "sharpe", "final_equity"):
+    for key in ("trades", "win_rate", "realized_pnl_gross", "realized_pnl_net", "net_pnl", "fees", "max_drawdown",
+                "sharpe", "final_equity"):
         assert key in summary, key
     _, rows = _rows(res.out / "trades.csv")
     closed = [r for r in rows if r["exit_time"]]
@@ -100,7 +101,13 @@ def test_summary_json_fields_and_trade_count(runs: Any) -> None:
     wins = sum(1 for r in closed if D(r["pnl"]) > 0)
     assert summary["win_rate"] == round(wins / len(closed), 6)
     pf = res.portfolio
-    assert D(summary["realized_pnl"]) == pf.realized.quantize(CENT)
+    assert D(summary["realized_pnl_gross"]) == pf.realized.quantize(CENT)  # before fees
+    # after fees: the sum of trades.csv's pnl (which the win rate and profit factor are of)
+    assert D(summary["realized_pnl_net"]) == (pf.realized - pf.fees).quantize(CENT)
+    assert D(summary["realized_pnl_net"]) == sum((D(r["pnl"]) for r in rows), D(0)).quantize(CENT)
+    assert D(summary["net_pnl"]) == D(summary["final_equity"]) - D(summary["start_equity"])
+    assert D(summary["gross_pnl"]) == D(summary["net_pnl"]) + D(summary["fees"])
+    assert sum((D(v) for v in summary["daily_pnl"].values()), D(0)) == D(summary["net_pnl"])
     assert D(summary["fees"]) == pf.fees.quantize(CENT)
     assert D(summary["final_equity"]) == pf.equity().quantize(CENT)
     assert D(summary["start_equity"]) == D(100_000)

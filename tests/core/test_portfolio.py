@@ -237,13 +237,16 @@ def test_daily_pnl_resets_at_the_utc_day_boundary() -> None:
     last_of_day0 = by_ts[T0 + DAY - MIN]
     assert (last_of_day0.day_start_equity, last_of_day0.equity, last_of_day0.daily_pnl) == (
         D(100_000), D(99_000), D(-1_000))
-    first_of_day1 = by_ts[T0 + DAY]  # 00:00:00: the new day starts with the equity of that moment
+    # 00:00:00: the new day starts from the previous day's close (its last snapshot, 99,000), so
+    # the move to 95 at 00:00 counts in the new day and the days add up to the run's PnL
+    first_of_day1 = by_ts[T0 + DAY]
     assert (first_of_day1.day_start_equity, first_of_day1.equity, first_of_day1.daily_pnl) == (
-        D(99_500), D(99_500), 0)
+        D(99_000), D(99_500), D(500))
     nxt = by_ts[T0 + DAY + MIN]
-    assert (nxt.day_start_equity, nxt.daily_pnl) == (D(99_500), D(200))
-    assert pf.daily == {T0 // DAY: [D(100_000), D(99_000)], T0 // DAY + 1: [D(99_500), D(99_700)]}
-    assert pf.daily_loss_pct() == (D(99_500) - D(99_700)) / D(99_500)
+    assert (nxt.day_start_equity, nxt.daily_pnl) == (D(99_000), D(700))
+    assert pf.daily == {T0 // DAY: [D(100_000), D(99_000)], T0 // DAY + 1: [D(99_000), D(99_700)]}
+    assert sum(end - start for start, end in pf.daily.values()) == nxt.equity - pf.start_cash
+    assert pf.daily_loss_pct() == (D(99_000) - D(99_700)) / D(99_000)
 
 
 def test_a_snapshot_after_each_fill_and_one_per_minute_of_event_time() -> None:

@@ -129,7 +129,8 @@ class Portfolio:
         self.max_drawdown = ZERO
         self.day = -1
         self.day_start_equity = self.start_cash
-        self.daily: dict[int, list[Decimal]] = {}  # UTC day -> [start equity, last equity]
+        # UTC day -> [start equity (the previous day's close), last equity (of its last snapshot)]
+        self.daily: dict[int, list[Decimal]] = {}
         self._today: list[Decimal] = [self.start_cash, self.start_cash]
         self.next_snapshot = -1  # first boundary is set by the first event
         self.last_ts = 0
@@ -263,8 +264,9 @@ class Portfolio:
         first = self.next_snapshot < 0
         self.next_snapshot = boundary + interval
         if first:
-            self.day = boundary // NS_PER_DAY
-            self._today = self.daily[self.day] = [self.day_start_equity, self.day_start_equity]
+            if self.day < 0:  # no snapshot yet: the first day starts from the start cash
+                self.day = boundary // NS_PER_DAY
+                self._today = self.daily[self.day] = [self.day_start_equity, self.day_start_equity]
             return None
         return self.snapshot(boundary, "periodic")
 
@@ -311,10 +313,15 @@ class Portfolio:
             unreal = exposure = exposure_pct = ZERO
             positions = ()
         day = ts // NS_PER_DAY
-        if day != self.day:
+        if day > self.day:
+            # a UTC day starts from the previous day's close (the equity of its last snapshot; the
+            # start cash before the first one), so that the days add up to the run's PnL exactly.
+            # Days only move forward: a fill stamped before the last periodic snapshot (a bar longer
+            # than the snapshot interval fills at its open) counts in the current day.
+            close = self._today[1]
             self.day = day
-            self.day_start_equity = equity
-            self._today = self.daily[day] = [equity, equity]
+            self.day_start_equity = close
+            self._today = self.daily[day] = [close, equity]
         else:
             self._today[1] = equity
         if equity >= self.hwm:

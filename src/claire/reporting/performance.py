@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from claire.events.time import NS_PER_DAY, NS_PER_SEC
-from claire.reporting.stats import drawdown_duration
+from claire.reporting.stats import daily_closes, drawdown_duration
 
 ZERO = Decimal(0)
 
@@ -22,13 +22,13 @@ def _q(x: float | Decimal | None, places: str = "0.000001") -> Decimal | None:
     return Decimal(str(x)).quantize(Decimal(places))
 
 
-def _period(trips: list[Any], fills: list[Any], snaps: list[Any], start_equity: Decimal) -> dict[str, Any]:
+def _period(trips: list[Any], fills: list[Any], snaps: list[Any], start_equity: Decimal,
+            end_equity: Decimal) -> dict[str, Any]:
     closed = [t for t in trips if t.exit_time is not None]
     wins = [t for t in closed if t.pnl > 0]
     losses = [t for t in closed if t.pnl <= 0]
     gw = sum((t.pnl for t in wins), ZERO)
     gl = -sum((t.pnl for t in losses), ZERO)
-    end_equity = snaps[-1].equity if snaps else start_equity
     dd, dd_ns = drawdown_duration(snaps)
     exp = [s.total_exposure_pct for s in snaps]
     return {
@@ -53,20 +53,28 @@ def performance_rows(recorder: Any, portfolio: Any, summary: dict[str, Any]) -> 
         return []
     rows = []
     by_day: dict[int, list[Any]] = {}
-    for s in snaps:
-        by_day.setdefault(s.ts_event // NS_PER_DAY, []).append(s)
+    day = snaps[0].ts_event // NS_PER_DAY
+    for s in snaps:  # days only move forward, as in the portfolio (a late-stamped fill: current day)
+        d = s.ts_event // NS_PER_DAY
+        if d > day:
+            day = d
+        by_day.setdefault(day, []).append(s)
+    # a day's PnL: its close (last snapshot) minus the previous day's close (the first day: minus
+    # the start cash), the same figures as summary.json's daily_pnl; they add up to the run's PnL
+    closes = dict(daily_closes(portfolio))
     prev_end = portfolio.start_cash
     for day in sorted(by_day):
         d_snaps = by_day[day]
+        end = closes.get(day, d_snaps[-1].equity)
         lo, hi = day * NS_PER_DAY, (day + 1) * NS_PER_DAY
         trips = [t for t in recorder.round_trips if t.exit_time is not None and lo <= t.exit_time < hi]
         fills = [f for f in recorder.fills if lo <= f.ts_event < hi]
-        row = _period(trips, fills, d_snaps, prev_end)
+        row = _period(trips, fills, d_snaps, prev_end, end)
         row.update(period_type="day", period_start=_dt(lo), period_end=_dt(hi), sharpe_ratio=None,
-                   sortino_ratio=None, metadata={"daily_pnl": str(d_snaps[-1].equity - prev_end)})
-        prev_end = d_snaps[-1].equity
+                   sortino_ratio=None, metadata={"daily_pnl": str(end - prev_end)})
+        prev_end = end
         rows.append(row)
-    run = _period(recorder.round_trips, recorder.fills, snaps, portfolio.start_cash)
+    run = _period(recorder.round_trips, recorder.fills, snaps, portfolio.start_cash, portfolio.equity())
     run.update(period_type="run", period_start=_dt(snaps[0].ts_event), period_end=_dt(snaps[-1].ts_event),
                sharpe_ratio=_q(summary.get("sharpe")), sortino_ratio=_q(summary.get("sortino")),
                metadata={"final_equity": summary.get("final_equity"), "strategy": summary.get("strategy")})

@@ -39,6 +39,7 @@ class RoundTrip(msgspec.Struct, kw_only=True):
     exit_qty: Decimal = ZERO
     exit_notional: Decimal = ZERO
     open_qty: Decimal = ZERO  # signed while open
+    open_cost: Decimal = ZERO  # cost basis of the open quantity (average cost, as the portfolio's)
 
     @property
     def is_open(self) -> bool:
@@ -56,7 +57,6 @@ class Recorder:
     """An ``emit`` target for the core: keeps the events of a run (market data is not kept).
 
     ``forward`` (optional) receives every event too, e.g. a database writer or a bus.
-    ``keep_snapshots`` False keeps only fill and final snapshots plus the equity curve values.
     """
 
     def __init__(self, forward: Callable[[Event], Any] | None = None) -> None:
@@ -108,29 +108,38 @@ class Recorder:
             rt.entry_notional += qty * price
             rt.entry_price = rt.entry_notional / rt.entry_qty
             rt.open_qty += signed
+            rt.open_cost += qty * price
             rt.fees += fee
             rt.pnl -= fee
             if abs(rt.open_qty) > rt.quantity:
                 rt.quantity = abs(rt.open_qty)
             return
-        closing = min(qty, abs(rt.open_qty))
+        open_abs = abs(rt.open_qty)
+        closing = min(qty, open_abs)
         rest = qty - closing
         fee_close = fee * closing / qty if rest else fee
-        avg_entry = rt.entry_notional / rt.entry_qty
         direction = 1 if rt.open_qty > 0 else -1
         rt.exit_qty += closing
         rt.exit_notional += closing * price
         rt.exit_price = rt.exit_notional / rt.exit_qty
         rt.fees += fee_close
-        rt.pnl += (price - avg_entry) * closing * direction - fee_close
         rt.open_qty += closing if signed > 0 else -closing
-        if rt.open_qty == 0:
+        if rt.open_qty:  # a partial exit: realized against the average cost of what is held
+            cost_out = rt.open_cost * closing / open_abs
+            rt.open_cost -= cost_out
+            rt.pnl += (closing * price - cost_out) * direction - fee_close
+        else:
+            # flat: everything bought was sold, so the trip's PnL is exactly the exit notional
+            # minus the entry notional (not the volume-weighted entry price times the size: an
+            # entry after a partial exit would count the exited part's price again)
+            rt.open_cost = ZERO
+            rt.pnl = (rt.exit_notional - rt.entry_notional) * direction - rt.fees
             rt.exit_time = f.ts_event
             tr.open = None
             if rest:  # flipped: the rest opens a new round trip
                 nrt = tr.open = RoundTrip(symbol=f.symbol, side="long" if signed > 0 else "short",
                                           quantity=rest, entry_time=f.ts_event, entry_price=price,
-                                          entry_qty=rest, entry_notional=rest * price,
+                                          entry_qty=rest, entry_notional=rest * price, open_cost=rest * price,
                                           open_qty=rest if signed > 0 else -rest,
                                           fees=fee - fee_close, pnl=-(fee - fee_close))
                 self.round_trips.append(nrt)

@@ -1,14 +1,21 @@
-"""Run files: trades.csv, fills.csv, equity.csv, risk_events.csv, summary.json (see README)."""
+"""Run files: trades.csv, fills.csv, equity.csv, risk_events.csv, summary.json (see README).
+
+The CSVs are written column by column: each column becomes a list of strings (times, exact
+decimals, text), then the rows are joined in one go. The bytes are those of ``csv.writer`` with
+its default dialect (``,``, CRLF line ends, quotes only where a field needs them), which a test
+checks against that writer on a real run.
+"""
 
 from __future__ import annotations
 
-import csv
 import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from claire.events import iso_from_ns
+from claire.events.time import NS_PER_SEC
 
 TRADES_COLUMNS = ["symbol", "side", "quantity", "entry_time", "entry_price", "exit_time", "exit_price", "fees", "pnl"]
 FILLS_COLUMNS = ["time", "fill_id", "order_id", "signal_id", "symbol", "side", "status", "order_type", "quantity",
@@ -19,47 +26,135 @@ EQUITY_COLUMNS = ["time", "equity", "cash", "realized_pnl", "unrealized_pnl", "f
 RISK_COLUMNS = ["time", "risk_event_id", "signal_id", "symbol", "check", "action", "passed", "value", "limit",
                 "reason", "trading_state", "requested_quantity", "approved_quantity", "order_id", "checks"]
 
+_EOL = "\r\n"  # csv.writer's default line terminator
+_UNSET = object()
+_HM = [f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60)]  # minute of the day -> "HH:MM:"
+_SS = [f"{s:02d}" for s in range(60)]
+_PASS, _FAIL = "=pass", "=FAIL"
+
 
 def _s(x: Any) -> str:
+    """One value as text: None empty, Decimal exact without exponent, anything else ``str``."""
     if x is None:
         return ""
     if isinstance(x, Decimal):
-        return format(x, "f")
+        s = str(x)  # the same digits as format(x, "f") unless str chose an exponent
+        return format(x, "f") if "E" in s else s
     return str(x)
+
+
+def _values(col: Iterable[Any]) -> list[str]:
+    """``_s`` over a column; a value that is the same object as the one before reuses its text
+    (snapshots share cash, realized PnL, fees and the high-water mark between fills)."""
+    out: list[str] = []
+    append = out.append
+    prev: Any = _UNSET
+    text = ""
+    for x in col:
+        if x is not prev:
+            prev = x
+            if type(x) is Decimal:
+                text = str(x)
+                if "E" in text:
+                    text = format(x, "f")
+            else:
+                text = _s(x)
+        append(text)
+    return out
+
+
+def _text(col: Iterable[Any]) -> list[str]:
+    """Text fields (ids, symbols, reasons, enum values): None empty."""
+    return [x if type(x) is str else _s(x) for x in col]
+
+
+def _times(col: Iterable[int | None]) -> list[str]:
+    """ISO 8601 UTC like ``iso_from_ns`` (milliseconds etc. only when present); None empty."""
+    out: list[str] = []
+    append = out.append
+    days: dict[int, str] = {}
+    hm, ss = _HM, _SS
+    prev: Any = _UNSET
+    text = ""
+    for ns in col:
+        if ns != prev:
+            prev = ns
+            if ns is None:
+                text = ""
+            else:
+                secs, rem = divmod(ns, NS_PER_SEC)
+                day, sod = divmod(secs, 86_400)
+                d = days.get(day)
+                if d is None:
+                    d = days[day] = datetime.fromtimestamp(day * 86_400, tz=UTC).strftime("%Y-%m-%dT")
+                m, s = divmod(sod, 60)
+                if rem:
+                    text = f"{d}{hm[m]}{ss[s]}.{f'{rem:09d}'.rstrip('0')}Z"
+                else:
+                    text = d + hm[m] + ss[s] + "Z"
+        append(text)
+    return out
+
+
+def _quoted(col: list[str]) -> list[str]:
+    """Quote the fields that need it, as csv.QUOTE_MINIMAL does (delimiter, quote, CR or LF)."""
+    blob = "".join(col)
+    if "," not in blob and '"' not in blob and "\n" not in blob and "\r" not in blob:
+        return col
+    return [f'"{v.replace(chr(34), chr(34) * 2)}"' if ("," in v or '"' in v or "\n" in v or "\r" in v) else v
+            for v in col]
+
+
+def _write_csv(path: Path, header: Sequence[str], cols: list[list[str]]) -> None:
+    cols = [_quoted(c) for c in cols]
+    rows = _EOL.join(map(",".join, zip(*cols, strict=True)))
+    with path.open("w", newline="") as fh:
+        fh.write(",".join(header) + _EOL)
+        if rows:
+            fh.write(rows + _EOL)
+
+
+def _trades(trips: list[Any]) -> list[list[str]]:
+    return [_text([t.symbol for t in trips]), _text([t.side for t in trips]), _values([t.quantity for t in trips]),
+            _times([t.entry_time for t in trips]), _values([t.entry_price for t in trips]),
+            _times([t.exit_time for t in trips]), _values([t.exit_price for t in trips]),
+            _values([t.fees for t in trips]), _values([t.pnl for t in trips])]
+
+
+def _fills(rs: list[Any]) -> list[list[str]]:
+    return [_times([r.ts_event for r in rs]), _text([r.id for r in rs]), _text([r.order_id for r in rs]),
+            _text([r.signal_id for r in rs]), _text([r.symbol for r in rs]), [r.side for r in rs],
+            [r.status for r in rs], [r.order_type for r in rs], _values([r.quantity for r in rs]),
+            _values([r.price for r in rs]), _values([r.fee for r in rs]), [r.liquidity for r in rs],
+            _values([r.reference_price for r in rs]), _values([r.slippage_bps for r in rs]),
+            [str(r.latency_ns / 1e6) for r in rs], _values([r.cum_quantity for r in rs]),
+            _values([r.leaves_quantity for r in rs]), _text([r.reason for r in rs])]
+
+
+def _equity(snaps: list[Any]) -> list[list[str]]:
+    return [_times([s.ts_event for s in snaps]), _values([s.equity for s in snaps]), _values([s.cash for s in snaps]),
+            _values([s.realized_pnl for s in snaps]), _values([s.unrealized_pnl for s in snaps]),
+            _values([s.fees for s in snaps]), _values([s.total_exposure_pct for s in snaps]),
+            _values([s.drawdown_pct for s in snaps]), _values([s.high_water_mark for s in snaps]),
+            _values([s.daily_pnl for s in snaps]), _values([s.num_positions for s in snaps]),
+            _text([s.reason for s in snaps])]
+
+
+def _risk(es: list[Any]) -> list[list[str]]:
+    return [_times([e.ts_event for e in es]), _text([e.id for e in es]), _text([e.signal_id for e in es]),
+            _text([e.symbol for e in es]), [e.check for e in es], [e.action for e in es],
+            _values([e.passed for e in es]), _values([e.value for e in es]), _values([e.limit for e in es]),
+            _text([e.reason for e in es]), [e.trading_state for e in es], _values([e.requested_quantity for e in es]),
+            _values([e.approved_quantity for e in es]), _text([e.order_id for e in es]),
+            [";".join([c.check + (_PASS if c.passed else _FAIL) for c in e.checks]) for e in es]]
 
 
 def write_run_files(out: Path | str, recorder: Any, summary: dict[str, Any]) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with (out / "trades.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(TRADES_COLUMNS)
-        for t in recorder.round_trips:
-            w.writerow([t.symbol, t.side, _s(t.quantity), iso_from_ns(t.entry_time), _s(t.entry_price),
-                        iso_from_ns(t.exit_time) if t.exit_time is not None else "", _s(t.exit_price),
-                        _s(t.fees), _s(t.pnl)])
-    with (out / "fills.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(FILLS_COLUMNS)
-        for r in recorder.results:
-            w.writerow([iso_from_ns(r.ts_event), r.id, r.order_id, r.signal_id, r.symbol, r.side.value, r.status.value,
-                        r.order_type.value, _s(r.quantity), _s(r.price), _s(r.fee), r.liquidity.value,
-                        _s(r.reference_price), _s(r.slippage_bps), r.latency_ns / 1e6,
-                        _s(r.cum_quantity), _s(r.leaves_quantity), r.reason or ""])
-    with (out / "equity.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(EQUITY_COLUMNS)
-        for s in recorder.snapshots:
-            w.writerow([iso_from_ns(s.ts_event), _s(s.equity), _s(s.cash), _s(s.realized_pnl), _s(s.unrealized_pnl),
-                        _s(s.fees), _s(s.total_exposure_pct), _s(s.drawdown_pct), _s(s.high_water_mark),
-                        _s(s.daily_pnl), s.num_positions, s.reason])
-    with (out / "risk_events.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(RISK_COLUMNS)
-        for e in recorder.risk_events:
-            checks = ";".join(f"{c.check.value}={'pass' if c.passed else 'FAIL'}" for c in e.checks)
-            w.writerow([iso_from_ns(e.ts_event), e.id, e.signal_id or "", e.symbol or "", e.check.value, e.action.value,
-                        e.passed, _s(e.value), _s(e.limit), e.reason, e.trading_state.value,
-                        _s(e.requested_quantity), _s(e.approved_quantity), e.order_id or "", checks])
+    _write_csv(out / "trades.csv", TRADES_COLUMNS, _trades(recorder.round_trips))
+    _write_csv(out / "fills.csv", FILLS_COLUMNS, _fills(recorder.results))
+    _write_csv(out / "equity.csv", EQUITY_COLUMNS, _equity(recorder.snapshots))
+    _write_csv(out / "risk_events.csv", RISK_COLUMNS, _risk(recorder.risk_events))
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return out

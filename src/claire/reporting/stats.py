@@ -37,11 +37,37 @@ def drawdown_duration(snapshots: list[PortfolioSnapshot]) -> tuple[Decimal, int]
     return max_dd, longest
 
 
-def daily_returns(start_cash: Decimal, daily: dict[int, list[Decimal]]) -> list[float]:
+def daily_closes(portfolio: Any) -> list[tuple[int, Decimal]]:
+    """``(UTC day, close)`` per day with a snapshot, ascending. A day's close is the equity of its
+    last snapshot; the last day closes at the final equity (the same unless a run stopped without a
+    final snapshot). A day's PnL is its close minus the previous day's close (the first day: minus
+    the start cash), so the days add up to the run's net PnL exactly."""
+    closes = [(day, v[1]) for day, v in sorted(portfolio.daily.items())]
+    if closes:
+        final = portfolio.equity()
+        if closes[-1][1] != final:
+            closes[-1] = (closes[-1][0], final)
+    return closes
+
+
+def daily_pnl(start_cash: Decimal, closes: list[tuple[int, Decimal]], quantum: Decimal | None = None,
+              ) -> list[tuple[int, Decimal]]:
+    """``(day, close - previous close)``; with ``quantum`` the closes are rounded first, so the
+    rounded days still add up exactly to the rounded final equity minus the rounded start cash."""
+    q = (lambda x: x.quantize(quantum)) if quantum is not None else (lambda x: x)
+    prev = q(start_cash)
+    out = []
+    for day, close in closes:
+        c = q(close)
+        out.append((day, c - prev))
+        prev = c
+    return out
+
+
+def daily_returns(start_cash: Decimal, closes: list[tuple[int, Decimal]]) -> list[float]:
     prev = start_cash
     out = []
-    for day in sorted(daily):
-        end = daily[day][1]
+    for _day, end in closes:
         if prev > 0:
             out.append(float(end / prev - 1))
         prev = end
@@ -66,14 +92,16 @@ def summarize(recorder: Any, portfolio: Any, extra: dict[str, Any] | None = None
     closed = [t for t in recorder.round_trips if not t.is_open]
     wins = [t for t in closed if t.pnl > 0]
     losses = [t for t in closed if t.pnl <= 0]
-    gross_win = sum((t.pnl for t in wins), Decimal(0))
-    gross_loss = -sum((t.pnl for t in losses), Decimal(0))
+    won = sum((t.pnl for t in wins), Decimal(0))
+    lost = -sum((t.pnl for t in losses), Decimal(0))
     final = portfolio.equity()
     start = portfolio.start_cash
+    net_pnl = final.quantize(CENT) - start.quantize(CENT)  # = final_equity - start_equity as shown
     snaps = recorder.snapshots
     max_dd, dd_ns = drawdown_duration(snaps)
     max_dd = max(max_dd, portfolio.max_drawdown)
-    rets = daily_returns(start, portfolio.daily)
+    closes = daily_closes(portfolio)
+    rets = daily_returns(start, closes)
     sharpe, sortino = sharpe_sortino(rets)
     exposures = [s.total_exposure_pct for s in snaps]
     volume = sum((f.quantity * f.price for f in recorder.fills), Decimal(0))
@@ -88,11 +116,14 @@ def summarize(recorder: Any, portfolio: Any, extra: dict[str, Any] | None = None
         "open_trades": len(recorder.round_trips) - len(closed),
         "wins": len(wins),
         "losses": len(losses),
-        "win_rate": round(len(wins) / len(closed), 6) if closed else None,
-        "realized_pnl": _money(portfolio.realized),
-        "unrealized_pnl": _money(portfolio.unrealized()),
+        "win_rate": round(len(wins) / len(closed), 6) if closed else None,  # of trades.csv: after fees
+        # gross = before fees, net = after fees; realized_pnl_net is the sum of trades.csv's pnl
+        "gross_pnl": str(net_pnl + portfolio.fees.quantize(CENT)),
         "fees": _money(portfolio.fees),
-        "net_pnl": _money(final - start),
+        "net_pnl": str(net_pnl),
+        "realized_pnl_gross": _money(portfolio.realized),
+        "realized_pnl_net": _money(portfolio.realized - portfolio.fees),
+        "unrealized_pnl": _money(portfolio.unrealized()),
         "start_equity": _money(start),
         "final_equity": _money(final),
         "total_return_pct": round(float((final / start - 1) * 100), 6),
@@ -100,9 +131,9 @@ def summarize(recorder: Any, portfolio: Any, extra: dict[str, Any] | None = None
         "max_drawdown_duration_hours": round(dd_ns / 3_600_000_000_000, 3),
         "sharpe": round(sharpe, 6) if sharpe is not None else None,
         "sortino": round(sortino, 6) if sortino is not None else None,
-        "profit_factor": round(float(gross_win / gross_loss), 6) if gross_loss > 0 else None,
-        "avg_win": _money(gross_win / len(wins)) if wins else None,
-        "avg_loss": _money(-gross_loss / len(losses)) if losses else None,
+        "profit_factor": round(float(won / lost), 6) if lost > 0 else None,
+        "avg_win": _money(won / len(wins)) if wins else None,
+        "avg_loss": _money(-lost / len(losses)) if losses else None,
         "volume": _money(volume),
         "avg_exposure_pct": round(float(sum(exposures) / len(exposures)) * 100, 6) if exposures else 0.0,
         "max_exposure_pct": round(float(max(exposures)) * 100, 6) if exposures else 0.0,
@@ -113,8 +144,9 @@ def summarize(recorder: Any, portfolio: Any, extra: dict[str, Any] | None = None
         "rejections_by_check": dict(sorted(by_check.items(), key=lambda kv: -kv[1])),
         "trading_state_changes": [
             {"time": iso_from_ns(r.ts_event), "state": r.trading_state.value, "reason": r.reason} for r in states],
-        "days": len(portfolio.daily),
-        "daily_pnl": {iso_from_ns(d * NS_PER_DAY)[:10]: _money(v[1] - v[0]) for d, v in sorted(portfolio.daily.items())},
+        "days": len(closes),
+        # per UTC day: close minus the previous day's close, in cents; adds up to net_pnl exactly
+        "daily_pnl": {iso_from_ns(d * NS_PER_DAY)[:10]: str(v) for d, v in daily_pnl(start, closes, CENT)},
     }
     if snaps:
         out["start_time"] = iso_from_ns(snaps[0].ts_event)
