@@ -80,7 +80,8 @@ def test_kill_9_and_resume_matches_uninterrupted_run(data_dir: Path, tmp_path: P
     assert got["final"] == want["final"]
     s_got = json.loads((tmp_path / "run" / "summary.json").read_text())
     s_want = json.loads((tmp_path / "ref" / "summary.json").read_text())
-    for k in ("final_equity", "trades", "fills", "realized_pnl", "fees", "max_drawdown"):
+    for k in ("final_equity", "trades", "fills", "realized_pnl_gross", "realized_pnl_net", "fees", "max_drawdown",
+              "daily_pnl"):
         assert s_got[k] == s_want[k], k
     with (tmp_path / "run" / "trades.csv").open() as a, (tmp_path / "ref" / "trades.csv").open() as b:
         assert list(csv.reader(a)) == list(csv.reader(b))

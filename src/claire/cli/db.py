@@ -38,12 +38,21 @@ def _open(url: str | None):
 
 
 def _guard(fn, *args, **kw):
-    from claire.storage.database import StorageError
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from claire.storage.database import StorageError, one_line
 
     try:
         return fn(*args, **kw)
     except (StorageError, ValueError) as exc:
         _fail(str(exc))
+    except (sqlite3.DatabaseError, OperationalError, OSError) as exc:
+        _fail(one_line(exc))
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def _label(rev: str | None) -> str:
@@ -179,6 +188,12 @@ def restore(
 
     db = _open(url)
     try:
+        if db.is_sqlite and file.is_file():
+            with file.open("rb") as fh:
+                magic = fh.read(len(SQLITE_MAGIC))
+            if magic != SQLITE_MAGIC:
+                _fail(f"{file} is not an SQLite database: restoring {db.safe_url} needs a .sqlite backup "
+                      "made by `claire db backup`")
         _guard(bk.restore, db, file, table)
         typer.echo(f"restored {'table ' + table if table else 'database'} of {db.safe_url} from {file}")
     finally:

@@ -3,14 +3,81 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
+import typer.core
 from rich.console import Console
 from rich.table import Table
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that are the user's or the environment's problem (bad value, file, URL, server
+    down, port busy): one line on stderr and exit 2, never a traceback."""
+    errors: list[type[BaseException]] = [ValueError, OSError]
+    try:
+        from claire.storage.database import StorageError
+
+        errors.append(StorageError)
+    except ImportError:  # pragma: no cover - storage not installed
+        pass
+    from claire.bus.base import BusError
+
+    errors.append(BusError)
+    try:
+        from sqlalchemy.exc import OperationalError
+
+        errors.append(OperationalError)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import redis
+
+        errors.append(redis.exceptions.ConnectionError)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import psycopg
+
+        errors.append(psycopg.OperationalError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+def error_text(exc: BaseException) -> str:
+    """One line naming the problem of ``exc``."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        return f"{where}{exc.strerror}"
+    try:
+        from claire.storage.database import one_line
+
+        text = one_line(exc) if exc.__class__.__module__.startswith("sqlalchemy") else str(exc)
+    except ImportError:  # pragma: no cover
+        text = str(exc)
+    return " ".join(text.split()) or type(exc).__name__
+
+
+class ClaireGroup(typer.core.TyperGroup):
+    """Every command runs under this group: a user error ends in one line and exit code 2
+    (set CLAIRE_DEBUG=1 to see the traceback instead)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except _user_errors() as exc:
+            if os.environ.get("CLAIRE_DEBUG"):
+                raise
+            _fail(error_text(exc))
+
 
 app = typer.Typer(
     name="claire",
@@ -18,6 +85,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=ClaireGroup,
 )
 bench_app = typer.Typer(help="Benchmarks (figures, not tests).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -35,7 +103,8 @@ def _register_optional() -> None:
 
 
 def _fail(msg: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {msg}")
+    """One line on stderr (``error: ...``, never wrapped) and exit ``code``."""
+    typer.echo(f"error: {' '.join(str(msg).split())}", err=True)
     raise typer.Exit(code)
 
 
@@ -49,6 +118,104 @@ def _dec(name: str, text: str | None) -> Decimal | None:
     if not v.is_finite():
         _fail(f"{name} {text!r} is not a finite number")
     return v
+
+
+def _dec_min(name: str, text: str | None, *, positive: bool = False) -> Decimal | None:
+    """``_dec``, then > 0 (``positive``) or >= 0."""
+    v = _dec(name, text)
+    if v is not None and (v <= 0 if positive else v < 0):
+        _fail(f"{name} must be {'> 0' if positive else '>= 0'}, got {text}")
+    return v
+
+
+def check_out_dir(path: Path | None, opt: str = "--out") -> None:
+    """Refuse an --out directory that cannot be created or written, before any work is done."""
+    if path is None:
+        return
+    if path.exists() and not path.is_dir():
+        _fail(f"{opt} {path}: exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".claire-write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        _fail(f"{opt} {path}: cannot write the run files there: {exc.strerror or exc}")
+
+
+def check_database(url: str, opt: str = "--db") -> None:
+    """Refuse a malformed, unsupported or unreachable database URL before the run starts."""
+    from claire.storage.database import Database, StorageError
+
+    try:
+        db = Database(url)
+    except StorageError as exc:
+        _fail(f"{opt}: {exc}")
+    try:
+        db.check()
+    except StorageError as exc:
+        _fail(f"{opt}: {exc}")
+    finally:
+        db.dispose()
+
+
+def check_port(port: int, opt: str = "--port", host: str = "127.0.0.1") -> None:
+    """Refuse a port out of range or in use (0 = any free port)."""
+    import socket
+
+    if not 0 <= port <= 65535:
+        _fail(f"{opt} must be within 0..65535, got {port}")
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP server does
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            _fail(f"{opt} {port} is not available on {host}: {exc.strerror or exc}")
+
+
+def check_redis(url: str, opt: str = "--redis") -> None:
+    """Ping Redis once (short timeouts): refuse it down or refusing the credentials."""
+    import redis
+
+    from claire.bus import make_bus
+
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme == "memory":
+        _fail(f"{opt} memory:// is a bus inside one process; the services of `claire up` need Redis "
+              "(for one process use `claire paper`)")
+    redis_scheme = scheme in ("redis", "rediss", "unix")
+    options: dict[str, Any] = {"connect_timeout": 3.0, "socket_timeout": 5.0} if redis_scheme else {}
+    try:
+        bus = make_bus(url, prefix="", **options)
+    except ValueError as exc:
+        _fail(f"{opt}: {exc}")
+    client = getattr(bus, "client", None)
+    try:
+        if client is not None:
+            client.ping()
+    except redis.exceptions.AuthenticationError as exc:
+        if client.connection_pool.connection_kwargs.get("password") is None:  # type: ignore[union-attr]
+            _fail(f"Redis at {bus.url} requires a password: set REDIS_PASSWORD (and REDIS_USERNAME "  # type: ignore[attr-defined]
+                  "for an ACL user) or put it in the URL")
+        _fail(f"Redis at {bus.url} rejected the credentials ({error_text(exc)}); "  # type: ignore[attr-defined]
+              "check REDIS_USERNAME / REDIS_PASSWORD or the URL")
+    except redis.exceptions.ResponseError as exc:
+        _fail(f"Redis at {bus.url} refused the connection: {error_text(exc)}")  # type: ignore[attr-defined]
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        _fail(f"cannot reach Redis at {bus.url}: {error_text(exc)}")  # type: ignore[attr-defined]
+    finally:
+        bus.close()
+
+
+def check_data(cfg: Any) -> None:
+    """Open the market data files of ``cfg`` once: a bad file is refused here, with its reason,
+    before anything starts (the distributed services read them in other processes)."""
+    if cfg.data:
+        from claire.marketdata import open_market_data
+
+        open_market_data(cfg.data, cfg.symbol)
 
 
 # options shared by backtest / paper / up
@@ -97,11 +264,18 @@ def make_config(data: list[Path], symbol: str | None, strategy: str, param: list
     q = _dec("--quantity", quantity)
     if q is not None and q <= 0:
         _fail("--quantity must be > 0")
+    fee = _dec_min("--fee-bps", fee_bps)
+    maker = _dec_min("--maker-fee-bps", maker_fee_bps)
+    slip = _dec_min("--slippage-bps", slippage_bps)
+    cash = _dec_min("--start-cash", start_cash, positive=True)
+    check_out_dir(out_dir)
+    if db is not None:
+        check_database(db)
     return BacktestConfig(
         data=list(data), symbol=symbol, strategy=strategy, params=params,
-        quantity=q, fee_bps=_dec("--fee-bps", fee_bps), maker_fee_bps=_dec("--maker-fee-bps", maker_fee_bps),
-        slippage_bps=_dec("--slippage-bps", slippage_bps), fill=fill, risk=risk, risk_config=risk_cfg,
-        start_cash=_dec("--start-cash", start_cash), max_volume_share=vol, out=out_dir, db_url=db,
+        quantity=q, fee_bps=fee, maker_fee_bps=maker,
+        slippage_bps=slip, fill=fill, risk=risk, risk_config=risk_cfg,
+        start_cash=cash, max_volume_share=vol, out=out_dir, db_url=db,
     )
 
 
@@ -114,11 +288,13 @@ def print_summary(summary: dict[str, Any], title: str = "Run summary") -> None:
         ("market events", f"{summary.get('events', 0):,}"), ("signals", summary["signals"]), ("orders", summary["orders"]),
         ("fills", summary["fills"]), ("risk rejections", summary["risk_rejections"]),
         ("round trips (closed)", summary["trades"]), ("open round trips", summary["open_trades"]),
-        ("win rate", f"{summary['win_rate']:.2%}" if summary["win_rate"] is not None else "-"),
-        ("realized PnL", summary["realized_pnl"]), ("unrealized PnL", summary["unrealized_pnl"]), ("fees", summary["fees"]),
+        ("win rate (net)", f"{summary['win_rate']:.2%}" if summary["win_rate"] is not None else "-"),
+        ("gross realized PnL", summary["realized_pnl_gross"]), ("fees", summary["fees"]),
+        ("net realized PnL", summary["realized_pnl_net"]), ("unrealized PnL", summary["unrealized_pnl"]),
+        ("net PnL (after fees)", summary["net_pnl"]),
         ("final equity", summary["final_equity"]), ("total return", f"{summary['total_return_pct']:.3f} %"),
         ("max drawdown", f"{summary['max_drawdown']:.3%}"), ("sharpe (daily, ann.)", summary["sharpe"]),
-        ("profit factor", summary["profit_factor"]),
+        ("profit factor (net)", summary["profit_factor"]),
     ]
     for k, v in rows:
         table.add_row(k, "-" if v is None else str(v))
@@ -163,26 +339,44 @@ def backtest(
 
 
 @app.command()
-def strategies() -> None:
-    """List the built-in strategies and their parameters."""
-    from claire.strategy.registry import load_strategy, strategy_names
+def strategies(
+    spec: Annotated[list[str] | None, typer.Argument(
+        help="Strategies to show (a built-in name or package.module:Class); default: the built-ins.")] = None,
+) -> None:
+    """List the built-in strategies (or the given ones) with their declared parameters and rules."""
+    from rich.markup import escape
 
-    for name in strategy_names():
+    from claire.strategy.registry import describe_strategy, load_strategy, strategy_names
+
+    for name in spec or strategy_names():
         cls = load_strategy(name)
-        params = ", ".join(f"{k}={v}" for k, v in cls.defaults.items())
-        out.print(f"[bold]{name}[/] ({cls.__module__}:{cls.__name__}) {params}")
+        out.print(f"[bold]{escape(name)}[/] ({cls.__module__}:{cls.__qualname__})", soft_wrap=True)
+        for line in describe_strategy(cls) or ["(no parameters)"]:
+            out.print("  " + escape(line), soft_wrap=True)
 
 
 SpeedOpt = Annotated[str, typer.Option(help="Pace: 1 = event-time pace, N = N times faster, max = as fast as possible.")]
 
 
 def _speed(text: str) -> float | None:
-    if text.strip().lower() in ("max", "0", "inf"):
+    if text.strip().lower() in ("max", "inf"):
         return None
-    v = _dec("--speed", text)
-    if v is None or v <= 0:
-        _fail("--speed must be > 0 or 'max'")
-    return float(v)
+    try:
+        v = Decimal(text)
+    except InvalidOperation:
+        v = None
+    if v is None or v.is_nan() or v <= 0:
+        _fail(f"--speed must be > 0 or 'max', got {text!r}")
+    return None if v.is_infinite() else float(v)
+
+
+def _check_source(data: list[Path] | None, synthetic: int) -> None:
+    if synthetic < 0:
+        _fail(f"--synthetic must be >= 0, got {synthetic}")
+    if not data and not synthetic:
+        _fail("give --data FILE (repeatable) or --synthetic N")
+    if data and synthetic:
+        _fail("give either --data or --synthetic, not both")
 
 
 def _events(cfg: Any, synthetic: int) -> Any:
@@ -216,22 +410,26 @@ def paper(
     from claire.config import database_url
     from claire.engine.paper import run_paper
 
-    if not data and not synthetic:
-        _fail("give --data FILE (repeatable) or --synthetic N")
+    _check_source(data, synthetic)
     cfg = make_config(list(data or []), symbol, strategy, param, quantity, fee_bps, maker_fee_bps, slippage_bps, fill,
                       risk, out_dir, start_cash, max_volume_share)
+    pace = _speed(speed)
+    check_port(port)
+    db_url = db or database_url()
+    check_database(db_url, "--db" if db else "CLAIRE_DATABASE_URL")
     import signal as _signal
     import threading
 
     from rich.progress import Progress
 
     events = _events(cfg, synthetic)
+    total = len(events) if isinstance(events, list) else getattr(events, "count", None)
     stop = threading.Event()
     for sig in (_signal.SIGTERM, _signal.SIGINT):
         _signal.signal(sig, lambda *_: stop.set())
     with Progress(console=console) as bar:
-        task = bar.add_task("paper", total=getattr(events, "count", None) or (len(events) if isinstance(events, list) else None))
-        summary = run_paper(cfg, events, db_url=db or database_url(), speed=_speed(speed), port=port,
+        task = bar.add_task("paper", total=total if isinstance(total, int) else None)
+        summary = run_paper(cfg, events, db_url=db_url, speed=pace, port=port,
                             progress=lambda n: bar.advance(task, n), stop=stop, resume=resume)
     if not summary.get("completed", True):
         out.print("[yellow]stopped: the state is saved; run the same command again to resume[/]")
@@ -254,8 +452,20 @@ def service(
 
     if name not in SERVICES:
         _fail(f"unknown service {name!r} (one of {', '.join(SERVICES)})")
+    if replica < 0:
+        _fail(f"--replica must be >= 0, got {replica}")
+    if port is not None:
+        check_port(port)
+    try:
+        spec_data = json.loads(spec.read_text())
+    except OSError as exc:
+        _fail(f"--spec {spec}: cannot read it: {exc.strerror or exc}")
+    except ValueError as exc:
+        _fail(f"--spec {spec}: not a run spec (invalid JSON: {exc})")
+    if not isinstance(spec_data, dict) or "backtest" not in spec_data:
+        _fail(f"--spec {spec}: not a run spec (write one with `claire spec` or `claire up`)")
     configure_logging(f"signal-{replica}" if name == "signal" else name, log_dir)
-    raise typer.Exit(run_service(name, json.loads(spec.read_text()), replica, port))
+    raise typer.Exit(run_service(name, spec_data, replica, port))
 
 
 def _check_topology(topology: str) -> None:
@@ -305,14 +515,23 @@ def up(
     from claire.services.supervisor import down as sv_down
     from claire.services.supervisor import up as sv_up
 
-    if not data and not synthetic:
-        _fail("give --data FILE (repeatable) or --synthetic N")
+    _check_source(data, synthetic)
+    if signal_replicas < 1:
+        _fail(f"--signal-replicas must be >= 1, got {signal_replicas}")
+    if wait and not timeout > 0:
+        _fail(f"--timeout must be > 0, got {timeout}")
     cfg = make_config(list(data or []), symbol, strategy, param, quantity, fee_bps, maker_fee_bps, slippage_bps, fill,
                       risk, out_dir, start_cash, max_volume_share)
     bus_url = redis_url or os.environ.get("CLAIRE_REDIS_URL") or "redis://127.0.0.1:6379/0"
     _check_topology(topology)
-    spec = spec_from_config(cfg, bus_url=bus_url, prefix="", database_url=db or database_url(),
-                            partitions=signal_replicas, speed=_speed(speed), synthetic=synthetic, topology=topology)
+    pace = _speed(speed)
+    # everything the services need is checked here, before any of them starts
+    check_data(cfg)
+    check_redis(bus_url, "--redis" if redis_url else "CLAIRE_REDIS_URL")
+    db_url = db or database_url()
+    check_database(db_url, "--db" if db else "CLAIRE_DATABASE_URL")
+    spec = spec_from_config(cfg, bus_url=bus_url, prefix="", database_url=db_url,
+                            partitions=signal_replicas, speed=pace, synthetic=synthetic, topology=topology)
     spec["prefix"] = f"claire:{{{run_hash(spec)}}}:"
     pids = sv_up(spec, state_dir, fresh=fresh)
     out.print(f"started {len(pids)} services: " + ", ".join(f"{k} (pid {v})" for k, v in pids.items()))
@@ -349,16 +568,30 @@ def spec_cmd(
 
     from claire.services.app import run_hash, spec_from_config
 
-    if not data and not synthetic:
-        _fail("give --data FILE (repeatable) or --synthetic N")
+    _check_source(data, synthetic)
+    if signal_replicas < 1:
+        _fail(f"--signal-replicas must be >= 1, got {signal_replicas}")
     for opt, url in (("--redis", redis_url), ("--db", db)):
-        if url and urlsplit(url).password is not None:
+        try:
+            has_password = bool(url) and urlsplit(url).password is not None  # type: ignore[arg-type]
+        except ValueError as exc:
+            _fail(f"{opt} {url!r} is not a URL: {exc}")
+        if has_password:
             _fail(f"{opt} must not carry a password: the services read it from their environment")
+    if db:
+        from claire.storage.database import StorageError, normalize_url
+
+        try:
+            normalize_url(db)
+        except StorageError as exc:
+            _fail(f"--db: {exc}")
     cfg = make_config(list(data or []), symbol, strategy, param, quantity, fee_bps, maker_fee_bps, slippage_bps, fill,
                       risk, None, start_cash, max_volume_share)
     _check_topology(topology)
+    pace = _speed(speed)
+    check_data(cfg)
     spec = spec_from_config(cfg, bus_url=redis_url, prefix="", database_url=db,  # type: ignore[arg-type]
-                            partitions=signal_replicas, speed=_speed(speed), synthetic=synthetic, topology=topology)
+                            partitions=signal_replicas, speed=pace, synthetic=synthetic, topology=topology)
     if data_root:
         spec["backtest"]["data"] = [f"{data_root.rstrip('/')}/{Path(p).name}" for p in spec["backtest"]["data"]]
     spec["prefix"] = f"claire:{{{run_hash(spec)}}}:"
@@ -366,8 +599,19 @@ def spec_cmd(
     if output is None:
         sys.stdout.write(text)
     else:
-        output.write_text(text)
+        try:
+            output.write_text(text)
+        except OSError as exc:
+            _fail(f"--output {output}: cannot write it: {exc.strerror or exc}")
         console.print(f"spec written to {output}")
+
+
+def _state(fn: Any, state_dir: Path) -> Any:
+    """``fn(state_dir)``; a damaged state file (spec.json, pids.json) is named in one line."""
+    try:
+        return fn(state_dir)
+    except ValueError as exc:
+        _fail(f"--state-dir {state_dir}: a state file (spec.json or pids.json) is damaged: {exc}")
 
 
 @app.command()
@@ -375,7 +619,7 @@ def status(state_dir: StateOpt = Path(".claire"), json_out: Annotated[bool, type
     """Health of each service of `claire up`."""
     from claire.services.supervisor import status as sv_status
 
-    rows = sv_status(state_dir)
+    rows = _state(sv_status, state_dir)
     if json_out:
         print(json.dumps(rows, default=str))
         return
@@ -397,7 +641,7 @@ def down(state_dir: StateOpt = Path(".claire")) -> None:
     """Stop the services of `claire up` (SIGTERM, then SIGKILL after 20 s)."""
     from claire.services.supervisor import down as sv_down
 
-    res = sv_down(state_dir)
+    res = _state(sv_down, state_dir)
     for k, v in res.items():
         out.print(f"{k}: {v}")
     if not res:
@@ -407,18 +651,25 @@ def down(state_dir: StateOpt = Path(".claire")) -> None:
 @bench_app.command("replay")
 def bench_replay(
     data: Annotated[list[Path] | None, typer.Option("--data", "-d", help="Bar files (default: the five bundled 1m files).")] = None,
-    strategy: StrategyOpt = "sma_cross",
-    repeat: Annotated[int, typer.Option(help="Runs; the best is reported.")] = 3,
+    strategy: Annotated[str | None, typer.Option(help="One scenario with this strategy (default: sma_cross --risk none, then momentum).")] = None,
+    risk: Annotated[str | None, typer.Option(help="Risk gate of that scenario: default or none (default: none for sma_cross).")] = None,
+    repeat: Annotated[int, typer.Option(help="Runs of each measurement; the median is reported.")] = 5,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON line.")] = False,
 ) -> None:
-    """Replay throughput of the full core (strategy + risk + execution + portfolio)."""
+    """What `claire backtest` costs, phase by phase: imports, load, engine, run files, the whole command and its peak memory."""
     from claire.engine.bench import bench_replay as run
+    from claire.engine.bench import format_report
 
-    res = run(data, strategy=strategy, repeat=repeat)
+    if repeat < 1:
+        _fail(f"--repeat must be >= 1, got {repeat}")
+    if risk is not None and risk not in ("default", "none"):
+        _fail(f"--risk must be default or none, got {risk!r}")
+    res = run(data, strategy=strategy, repeat=repeat, risk=risk, log=lambda text: console.print(text, markup=False),
+              json_out=json_out)
     if json_out:
         print(json.dumps(res))
     else:
-        out.print(res)
+        print(format_report(res))
 
 
 def _bench_pg_database() -> tuple[str, Any]:

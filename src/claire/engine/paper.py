@@ -72,8 +72,16 @@ def run_paper(cfg: BacktestConfig, events: Iterable[Any], *, db_url: str, speed:
         pending.append((stream, encode(ev)))
 
     core = build_core(cfg, emit)
-    db = Database(db_url)
-    db.upgrade()
+    # bind the port first: a busy port fails here, before the database is touched or a thread starts
+    server = HealthServer(port, "paper", metrics.registry, lambda: health(), lambda: ready()) \
+        if port is not None else None
+    try:
+        db = Database(db_url)
+        db.upgrade()
+    except BaseException:
+        if server is not None:
+            server.server.server_close()  # not started: release the port
+        raise
     writer = EventWriter(db, cfg.run_key(), mode="paper")
     skip = 0
     cp = writer.load_checkpoint() if resume else None
@@ -104,7 +112,8 @@ def run_paper(cfg: BacktestConfig, events: Iterable[Any], *, db_url: str, speed:
             ok_db = f"unreachable: {type(exc).__name__}"
         return ok_db is True, {"checks": {"database": ok_db, "bus": True}}
 
-    server = HealthServer(port, "paper", metrics.registry, health, ready).start() if port is not None else None
+    if server is not None:
+        server.start()
     published = [0]
 
     def flush_pending() -> None:

@@ -1,0 +1,309 @@
+"""Issue 9: no user error ends in a traceback. Each case gives one line on stderr naming the
+problem (``error: ...``) and exit code 2; checks that need a server use the real ones (a port
+where nothing listens is a free port found here, never a fixed one)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from claire.cli.main import app
+
+runner = CliRunner()
+CLAIRE = str(Path(sys.executable).with_name("claire"))
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def one_line_error(stderr: str, *needles: str) -> str:
+    """The stderr of a refused command: exactly one line, ``error: ...``, naming the problem."""
+    assert "Traceback" not in stderr, stderr
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: "), stderr
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+def refused(args: list[str], *needles: str, env: dict[str, str] | None = None) -> str:
+    """Run ``claire ARGS`` in-process (typer's CliRunner): exit 2, one line naming the problem."""
+    res = runner.invoke(app, args, env=env)
+    assert res.exit_code == 2, (args, res.output, res.exception)
+    assert isinstance(res.exception, SystemExit), res.exception  # not an escaped exception
+    assert "Traceback" not in res.output
+    return one_line_error(res.stderr, *needles)
+
+
+def run_claire(args: list[str], cwd: Path, env: dict[str, str] | None = None,
+               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The real entry point, in a subprocess."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([CLAIRE, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing is written into the repository (claire.db, .claire/)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CLAIRE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("CLAIRE_REDIS_URL", raising=False)
+
+
+@pytest.fixture()
+def btc(data_dir: Path) -> str:
+    return str(data_dir / "BTC_USDT-1m.feather")
+
+
+# --- strategy parameters: refused by the strategy's declaration --------------------------------
+
+PARAM_CASES = [
+    (["--param", "fast=-5"], ["sma_cross", "`fast` must be an int >= 1", "-5"]),
+    (["--param", "fast=40"], ["sma_cross", "`fast` must be < `slow`", "fast=40, slow=30"]),
+    (["--param", "fast=30", "--param", "slow=30"], ["`fast` must be < `slow`"]),
+    (["--strategy", "momentum", "--param", "rsi_period=0"], ["momentum", "`rsi_period` must be an int >= 1"]),
+    (["--strategy", "momentum", "--param", "rsi_overbought=101"], ["`rsi_overbought` must be a float in [0, 100]"]),
+    (["--strategy", "momentum", "--param", "rsi_oversold=80"], ["`rsi_oversold` must be < `rsi_overbought`"]),
+    (["--strategy", "momentum", "--param", "bb_std=-1"], ["`bb_std` must be a float >= 0"]),
+    (["--strategy", "momentum", "--param", "bb_std=nan"], ["`bb_std` must be a finite float"]),
+    (["--param", "fast=x"], ["parameter fast='x'", "is not a valid int", "fast: int >= 1"]),
+    (["--param", "fast=3.5"], ["parameter fast='3.5'", "is not a valid int"]),
+    (["--strategy", "momentum", "--param", "allow_short=maybe"], ["allow_short='maybe'", "not a valid bool"]),
+    (["--param", "fast"], ["bad --param 'fast': expected key=value"]),
+    (["--param", "fats=3"], ["unknown parameter 'fats'", "known: fast, slow"]),
+    (["--param", "fast=3", "--param", "fast=4"], ["'fast' given more than once"]),
+]
+
+
+@pytest.mark.parametrize(("args", "needles"), PARAM_CASES, ids=[" ".join(a) for a, _ in PARAM_CASES])
+def test_backtest_refuses_bad_strategy_parameters(btc: str, args: list[str], needles: list[str]):
+    refused(["backtest", "--data", btc, *args], *needles)
+
+
+@pytest.mark.parametrize("command", ["paper", "up", "spec"])
+def test_every_command_refuses_bad_strategy_parameters(command: str, tmp_path: Path):
+    extra = ["--port", "0"] if command == "paper" else (["--state-dir", str(tmp_path / "st")] if command == "up" else [])
+    refused([command, "--synthetic", "10", "--strategy", "sma_cross", "--param", "fast=-5", *extra],
+            "`fast` must be an int >= 1")
+    refused([command, "--synthetic", "10", "--strategy", "momentum", "--param", "macd_fast=30", *extra],
+            "`macd_fast` must be < `macd_slow`")
+    assert not (tmp_path / "st").exists()
+
+
+def test_strategies_shows_the_declarations():
+    res = runner.invoke(app, ["strategies"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "fast int >= 1, default 10 period of the fast SMA" in text and "rule: fast < slow" in text
+    assert "rsi_overbought float in [0, 100], default 70.0" in text and "rule: macd_fast < macd_slow" in text
+    # a user strategy (declared with bare defaults) shows the same way
+    res = runner.invoke(app, ["strategies", "tests.strategy.user_strategy:Breakout"])
+    assert res.exit_code == 0, res.output
+    assert "lookback int, default 3" in " ".join(res.output.split())
+    refused(["strategies", "nosuch.module:Foo"], "no module named 'nosuch'")
+
+
+# --- run options ---------------------------------------------------------------------------------
+
+OPTION_CASES = [
+    (["--start-cash", "-5"], ["--start-cash must be > 0, got -5"]),
+    (["--start-cash", "0"], ["--start-cash must be > 0"]),
+    (["--start-cash", "lots"], ["--start-cash 'lots' is not a number"]),
+    (["--fee-bps", "-5"], ["--fee-bps must be >= 0, got -5"]),
+    (["--maker-fee-bps", "-1"], ["--maker-fee-bps must be >= 0"]),
+    (["--slippage-bps", "-1"], ["--slippage-bps must be >= 0"]),
+    (["--fee-bps", "inf"], ["--fee-bps 'inf' is not a finite number"]),
+    (["--strategy", "nosuch.module:Foo"], ["cannot load strategy 'nosuch.module:Foo'", "no module named 'nosuch'"]),
+    (["--strategy", "nosuch"], ["unknown strategy 'nosuch'"]),
+]
+
+
+@pytest.mark.parametrize(("args", "needles"), OPTION_CASES, ids=[" ".join(a) for a, _ in OPTION_CASES])
+def test_backtest_refuses_bad_options(btc: str, args: list[str], needles: list[str]):
+    refused(["backtest", "--data", btc, *args], *needles)
+
+
+def test_symbol_with_files_of_several_symbols(data_dir: Path):
+    refused(["backtest", "--data", str(data_dir / "BTC_USDT-1m.feather"), "--data", str(data_dir / "ETH_USDT-1m.feather"),
+             "--symbol", "BTCUSDT"], "--symbol BTCUSDT given, but the files are of several symbols")
+
+
+@pytest.mark.parametrize("command", ["paper", "up", "spec"])
+def test_speed_zero_is_refused(command: str, tmp_path: Path):
+    refused([command, "--synthetic", "10", "--speed", "0"], "--speed must be > 0 or 'max', got '0'")
+    refused([command, "--synthetic", "10", "--speed", "-2"], "--speed must be > 0")
+    refused([command, "--synthetic", "10", "--speed", "fast"], "--speed must be > 0")
+
+
+@pytest.mark.parametrize("command", ["paper", "up", "spec"])
+def test_synthetic_count_and_source(command: str, btc: str):
+    refused([command, "--synthetic", "-1"], "--synthetic must be >= 0, got -1")
+    refused([command, "--data", btc, "--synthetic", "10"], "give either --data or --synthetic, not both")
+    refused([command], "give --data FILE (repeatable) or --synthetic N")
+
+
+def test_paper_synthetic_runs_and_writes_run_files(tmp_path: Path):
+    out = tmp_path / "run"
+    res = run_claire(["paper", "--synthetic", "100", "--port", "0", "--out", str(out),
+                      "--db", f"sqlite:///{tmp_path / 'paper.db'}"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    assert {p.name for p in out.iterdir()} >= {"trades.csv", "fills.csv", "equity.csv", "risk_events.csv",
+                                               "summary.json"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["events"] == 200 and summary["symbols"] == ["BTCUSDT", "ETHUSDT"]
+
+
+# --- files, databases, ports, Redis ---------------------------------------------------------------
+
+@pytest.mark.parametrize("command", ["backtest", "paper"])
+def test_unwritable_out(command: str, btc: str, tmp_path: Path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    extra = ["--port", "0", "--db", f"sqlite:///{tmp_path / 'p.db'}"] if command == "paper" else []
+    refused([command, "--data", btc, "--out", str(blocker / "run"), *extra],
+            f"--out {blocker / 'run'}: cannot write the run files there", "Not a directory")
+    refused([command, "--data", btc, "--out", str(blocker), *extra], f"--out {blocker}: exists and is not a directory")
+
+
+def _db_cases() -> list[tuple[str, list[str]]]:
+    return [
+        ("notaurl", ["--db: invalid database URL 'notaurl'"]),
+        ("mysql://u@h/claire", ["--db: unsupported database 'mysql'"]),
+        ("postgresql+asyncpg://u@h/claire", ["--db: unsupported PostgreSQL driver 'asyncpg'"]),
+        (f"postgresql://postgres@127.0.0.1:{free_port()}/claire", ["--db: cannot connect to", "Connection refused"]),
+    ]
+
+
+@pytest.mark.parametrize("command", ["backtest", "paper"])
+def test_bad_or_unreachable_database(command: str, btc: str, tmp_path: Path):
+    extra = ["--port", "0"] if command == "paper" else []
+    for url, needles in _db_cases():
+        refused([command, "--data", btc, "--db", url, "--out", str(tmp_path / "o"), *extra], *needles)
+
+
+def test_paper_bad_database_from_the_environment(btc: str):
+    refused(["paper", "--synthetic", "10", "--port", "0"], "CLAIRE_DATABASE_URL: invalid database URL 'bogus'",
+            env={"CLAIRE_DATABASE_URL": "bogus"})
+
+
+def test_paper_busy_port(tmp_path: Path):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        res = run_claire(["paper", "--synthetic", "100", "--port", str(port),
+                          "--db", f"sqlite:///{tmp_path / 'p.db'}"], cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    one_line_error(res.stderr, f"--port {port} is not available", "Address already in use")
+    refused(["paper", "--synthetic", "10", "--port", "70000"], "--port must be within 0..65535")
+
+
+def test_up_with_redis_down_starts_nothing(tmp_path: Path):
+    db_url = f"sqlite:///{tmp_path / 'up.db'}"
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    state = tmp_path / "state"
+    res = run_claire(["up", "--synthetic", "10", "--redis", url, "--db", db_url, "--state-dir", str(state)],
+                     cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    one_line_error(res.stderr, f"cannot reach Redis at {url}", "Connection refused")
+    assert not (state / "pids.json").exists()
+
+
+def test_up_with_a_wrong_redis_password_starts_nothing(tmp_path: Path):
+    db_url = f"sqlite:///{tmp_path / 'up.db'}"
+    from tests.support.redis_server import RedisServer
+
+    state = tmp_path / "state"
+    with RedisServer(tmp_path / "redis", password="s3cret-pw") as srv:
+        url = f"redis://127.0.0.1:{srv.port}/0"
+        res = run_claire(["up", "--synthetic", "10", "--redis", url, "--db", db_url, "--state-dir", str(state)],
+                         cwd=tmp_path, env={"REDIS_PASSWORD": "wrong"})
+        assert res.returncode == 2, res.stderr
+        line = one_line_error(res.stderr, "rejected the credentials", "REDIS_PASSWORD")
+        assert "wrong" not in line  # never printed
+        res = run_claire(["up", "--synthetic", "10", "--redis", url, "--db", db_url, "--state-dir", str(state)],
+                         cwd=tmp_path, env={"REDIS_PASSWORD": ""})
+        assert res.returncode == 2, res.stderr
+        one_line_error(res.stderr, "requires a password", "REDIS_PASSWORD")
+    assert not (state / "pids.json").exists()
+
+
+def test_up_refuses_an_in_process_bus_and_an_unreachable_database(tmp_path: Path, redis_url: str):
+    state = tmp_path / "state"
+    refused(["up", "--synthetic", "10", "--redis", "memory://", "--state-dir", str(state)],
+            "memory:// is a bus inside one process")
+    refused(["up", "--synthetic", "10", "--redis", "http://x", "--state-dir", str(state)],
+            "--redis: unsupported bus URL scheme 'http'")
+    refused(["up", "--synthetic", "10", "--redis", redis_url, "--state-dir", str(state),
+             "--db", f"postgresql://postgres@127.0.0.1:{free_port()}/claire"], "--db: cannot connect to")
+    assert not (state / "pids.json").exists()
+
+
+def test_db_restore_of_a_garbage_file_into_sqlite(tmp_path: Path):
+    garbage = tmp_path / "claire-20260101-000000.sqlite"
+    garbage.write_bytes(os.urandom(512))
+    url = f"sqlite:///{tmp_path / 'claire.db'}"
+    res = run_claire(["db", "restore", str(garbage), "--url", url], cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    one_line_error(res.stderr, f"{garbage} is not an SQLite database")
+    refused(["db", "restore", str(garbage), "--table", "trades", "--url", url], "is not an SQLite database")
+    refused(["db", "restore", str(tmp_path / "missing.sqlite"), "--url", url], "not found")
+
+
+# --- market data files: every command that reads them ------------------------------------------
+
+@pytest.mark.parametrize("command", ["backtest", "paper", "up", "spec"])
+def test_bad_data_file_in_every_command(command: str, tmp_path: Path):
+    bad = tmp_path / "BTC_USDT-1m.feather"
+    bad.write_bytes(b"not a feather file")
+    extra = {"paper": ["--port", "0", "--db", f"sqlite:///{tmp_path / 'p.db'}"],
+             "up": ["--state-dir", str(tmp_path / "st")]}.get(command, [])
+    refused([command, "--data", str(bad), *extra], "BTC_USDT-1m.feather")
+    refused([command, "--data", str(tmp_path / "missing.feather"), *extra], "market data file not found")
+    assert not (tmp_path / "st").exists()  # up: nothing started
+
+
+# --- the other commands ---------------------------------------------------------------------------
+
+def test_service_with_a_bad_spec(tmp_path: Path):
+    refused(["service", "risk", "--spec", str(tmp_path / "missing.json")], "--spec", "cannot read it")
+    bad = tmp_path / "spec.json"
+    bad.write_text("{not json")
+    refused(["service", "risk", "--spec", str(bad)], "not a run spec", "invalid JSON")
+    bad.write_text("[1, 2]")
+    refused(["service", "risk", "--spec", str(bad)], "not a run spec")
+    refused(["service", "nosuch", "--spec", str(bad)], "unknown service 'nosuch'")
+
+
+def test_status_and_down_with_damaged_state(tmp_path: Path):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "pids.json").write_text("{")
+    refused(["status", "--state-dir", str(state)], "a state file", "is damaged")
+    refused(["down", "--state-dir", str(state)], "a state file", "is damaged")
+
+
+def test_spec_output_and_urls(tmp_path: Path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    refused(["spec", "--synthetic", "10", "-o", str(blocker / "spec.json")], "--output", "cannot write it")
+    refused(["spec", "--synthetic", "10", "--db", "mysql://h/db"], "--db: unsupported database 'mysql'")
+    refused(["spec", "--synthetic", "10", "--signal-replicas", "0"], "--signal-replicas must be >= 1")
+
+
+def test_bench_replay_bad_input():
+    refused(["bench", "replay", "--repeat", "0"], "--repeat must be >= 1")
