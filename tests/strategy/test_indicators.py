@@ -330,3 +330,78 @@ def test_ema_seed_is_the_sma_of_the_first_n():
     ema = EMA(3)
     assert [ema.update(x) for x in (3, 6, 9)] == [None, None, 6.0]
     assert ema.update(10) == 8.0  # 6 + (10 - 6) * 0.5
+
+
+# --- Bollinger bands: scaled integers give the Decimal computation's very floats ------------
+
+
+class _DecimalBands:
+    """The bands as they were computed before the scaled integers: Decimal sums throughout."""
+
+    def __init__(self, period: int, k: float) -> None:
+        self.n, self.k, self.buf, self.sq = period, k, [], []
+        self.sum = self.sum_sq = Decimal(0)
+        self.std = None
+
+    def update(self, x):
+        if type(x) is float:
+            x = Decimal(repr(x))
+        x2 = x * x
+        if len(self.buf) == self.n:
+            self.sum += x - self.buf.pop(0)
+            self.sum_sq += x2 - self.sq.pop(0)
+        else:
+            self.sum += x
+            self.sum_sq += x2
+        self.buf.append(x)
+        self.sq.append(x2)
+        if len(self.buf) < self.n:
+            return None
+        num = Decimal(self.n) * self.sum_sq - self.sum * self.sum
+        mid = float(self.sum / Decimal(self.n))
+        self.std = math.sqrt(float(num)) / self.n if num > 0 else 0.0
+        return (mid + self.k * self.std, mid, mid - self.k * self.std)
+
+
+mixed_values = st.one_of(
+    st.decimals(min_value=Decimal("0.00000001"), max_value=Decimal("100000"), places=8,
+                allow_nan=False, allow_infinity=False),
+    st.decimals(min_value=Decimal(1), max_value=Decimal("1e20"), places=0, allow_nan=False, allow_infinity=False),
+    st.integers(0, 10**6),
+    st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(xs=st.lists(mixed_values, min_size=1, max_size=60), period=st.sampled_from([1, 2, 3, 7, 14, 20, 30]),
+       k=st.sampled_from([0.0, 2.0, 2.5]))
+def test_bollinger_integer_sums_give_the_decimal_floats(xs, period, k):
+    """Every update returns exactly (==) the floats of the Decimal computation, across changes
+    of scale (more decimals), values beyond the integer mode's bound (Decimal from there on),
+    ints and floats; the exact sums are the Decimal ones."""
+    ref = _DecimalBands(period, k)
+    bb = BollingerBands(period, k)
+    for x in xs:
+        assert bb.update(x) == ref.update(x)
+        assert bb.std == ref.std
+        assert bb.sum == ref.sum and bb.sum_sq == ref.sum_sq
+
+
+@pytest.mark.parametrize("sym", SYMBOLS)
+def test_bollinger_integer_sums_on_real_closes(sym):
+    """A month of real closes (2 to 4 decimals, the scale grows as they come) in integer mode all
+    along, each value equal to the Decimal computation's."""
+    ref = _DecimalBands(20, 2.0)
+    bb = BollingerBands(20, 2.0)
+    for x in decimal_closes(sym):
+        assert bb.update(x) == ref.update(x)
+    assert bb._ibuf is not None  # never left integer mode
+    assert bb.sum == ref.sum and bb.sum_sq == ref.sum_sq
+
+
+def test_bollinger_leaves_integer_mode_past_the_bound():
+    bb, ref = BollingerBands(3, 2.0), _DecimalBands(3, 2.0)
+    xs = [Decimal("1.5"), Decimal("2.25"), Decimal("3"), Decimal("1e15"), Decimal("0.1234567890123"), Decimal(7)]
+    for i, x in enumerate(xs):
+        assert bb.update(x) == ref.update(x)
+        assert (bb._ibuf is None) == (i >= 3)

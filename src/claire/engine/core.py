@@ -66,27 +66,33 @@ class TradingCore:
         risk_snap = self._risk_snap
         emit = self.emit
         route = self.route
-        start = self.processed
-        for ev in events:
-            if type(ev) is not Bar:
-                self._on_tick(ev)
-                continue
-            clock.now = ev.ts_event
-            fills = ex_bar(ev)
-            if fills:
-                route(fills)
-            snap = pf_bar(ev)
-            if snap is not None:  # the periodic snapshot: to emit and to the risk manager
-                emit(snap)
-                out = risk_snap(snap)
-                if out:
-                    route(out)
-            risk_bar(ev)
-            sigs = sig_bar(ev)
-            if sigs:
-                route(sigs)
-            self.processed += 1
-        return self.processed - start
+        on_tick = self._on_tick
+        bar_t = Bar
+        n = 0  # counted in a local, added to `processed` once (also when a handler raises)
+        try:
+            for ev in events:
+                if type(ev) is not bar_t:
+                    on_tick(ev)
+                    n += 1
+                    continue
+                clock.now = ev.ts_event
+                fills = ex_bar(ev)
+                if fills:
+                    route(fills)
+                snap = pf_bar(ev)
+                if snap is not None:  # the periodic snapshot: to emit and to the risk manager
+                    emit(snap)
+                    out = risk_snap(snap)
+                    if out:
+                        route(out)
+                risk_bar(ev)
+                sigs = sig_bar(ev)
+                if sigs:
+                    route(sigs)
+                n += 1
+        finally:
+            self.processed += n
+        return n
 
     def on_bar(self, bar: Bar) -> None:
         self.run((bar,))
@@ -108,7 +114,6 @@ class TradingCore:
         sigs = self.signals.on_market(ev)
         if sigs:
             self.route(sigs)
-        self.processed += 1
 
     def route(self, events: Iterable[Event]) -> None:
         """Emit events and feed each to the component that consumes it (depth first)."""
@@ -132,6 +137,7 @@ class TradingCore:
                 if out:
                     self.route(out)
             elif t is Order:
+                self.signals.on_order(ev)  # the strategy's view: working from now on
                 self.route(self.execution.on_order(ev))
             elif t is Signal:
                 self.route(self.risk.on_signal(ev))
