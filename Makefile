@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench lint clean proto
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required"'
@@ -39,6 +39,10 @@ bench: $(STAMP)
 	$(VENV)/bin/claire bench pipeline --events 20000 --rate 1000 --json
 	$(VENV)/bin/claire bench pipeline --events 30000 --topology account --json
 	$(VENV)/bin/claire bench pipeline --events 20000 --rate 1000 --topology account --json
+
+# The MEXC protobuf classes (committed) from the project's own .proto; a test checks they match.
+proto: $(STAMP)
+	$(PY) -m claire.adapters.mexc.protogen  # python -m grpc_tools.protoc, plus a `# ruff: noqa` line
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
