@@ -24,7 +24,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 COPY README.md ./
 COPY src ./src
 RUN /opt/claire/bin/pip install --no-deps . \
- && /opt/claire/bin/python -c "import claire.cli.main, claire.services.app, claire.storage"
+ && /opt/claire/bin/python -c "import claire.cli.main, claire.runtime.distributed.app, claire.storage"
 
 # --- runtime: the virtualenv only, a non-root user ------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -189,7 +189,7 @@ def alerts(out: list[Event]) -> list[Alert]:
     return of_type(out, Alert)
 
 
-#: load_strategy spec of the scripted strategy below (for BacktestConfig / build_core)
+#: load_strategy spec of the scripted strategy below (for RunConfig / build_core)
 SCRIPTED = "tests.core._util:Scripted"
 
 

@@ -25,9 +25,10 @@ from typing import Any
 
 import pytest
 
-from claire.engine.backtest import BacktestConfig, BacktestResult, run_backtest
+from claire.engine.kernel import RunConfig
 from claire.events import OrderResult, ns_from_iso
 from claire.reporting.runfiles import TRADES_COLUMNS
+from claire.runtime.backtest import RunResult, run_backtest
 
 D = Decimal
 DATA = Path(__file__).resolve().parents[2] / "data"
@@ -36,13 +37,13 @@ ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
 CENT = D("0.01")
 
 
-def _config(out: Path) -> BacktestConfig:
-    return BacktestConfig(data=[BTC_FILE], strategy="sma_cross", params={"fast": 10, "slow": 30},
+def _config(out: Path) -> RunConfig:
+    return RunConfig(data=[BTC_FILE], strategy="sma_cross", params={"fast": 10, "slow": 30},
                           quantity=D("0.1"), risk="none", out=out)
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[BacktestResult, BacktestResult]:
+def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, RunResult]:
     a = run_backtest(_config(tmp_path_factory.mktemp("run_a")))
     b = run_backtest(_config(tmp_path_factory.mktemp("run_b")))
     return a, b

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from claire.engine.backtest import BacktestConfig, build_core
+from claire.engine.kernel import RunConfig, build_core
 from claire.events import (
     Event,
     Liquidity,
@@ -19,7 +19,7 @@ from claire.events import (
     TimeInForce,
     TradeTick,
 )
-from claire.execution import ExecutionConfig, FillMode, PaperExecution
+from claire.execution import ExchangeSimulator, ExecutionConfig, FillMode
 
 from ._util import DAY, MIN, SCRIPTED, SEC, T0, D, bar, order, quote
 
@@ -29,8 +29,8 @@ T2 = T0 + 2 * MIN
 
 
 def make(fill: str = "next_open", slip: Any = 0, taker: Any = 10, maker: Any = 10, vol: Any = None,
-         qshare: Any = None) -> PaperExecution:
-    return PaperExecution(ExecutionConfig(
+         qshare: Any = None) -> ExchangeSimulator:
+    return ExchangeSimulator(ExecutionConfig(
         fill=FillMode(fill), slippage_bps=D(str(slip)), taker_fee_bps=D(str(taker)), maker_fee_bps=D(str(maker)),
         max_volume_share=None if vol is None else D(str(vol)),
         max_quote_share=None if qshare is None else D(str(qshare))))
@@ -342,7 +342,7 @@ def test_cancel_all_cancels_every_working_order() -> None:
 def test_the_core_cancels_working_orders_at_the_end_of_data() -> None:
     out: list[Event] = []
     script = {BTC: [("none", None), ("buy", Decimal(1))]}
-    core = build_core(BacktestConfig(strategy=SCRIPTED, params={"script": script}, risk="none"), out.append)
+    core = build_core(RunConfig(strategy=SCRIPTED, params={"script": script}, risk="none"), out.append)
     core.on_bar(bar(BTC, T1, "100"))
     core.on_bar(bar(BTC, T2, "100"))  # the buy: would fill at the next bar's open, which never comes
     core.finish()

@@ -20,12 +20,12 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from claire.engine.backtest import BacktestConfig, build_core
+from claire.engine.kernel import RunConfig, build_core
 from claire.events import Bar, Event, Order, OrderResult, OrderStatus, OrderType, Side, TimeInForce, TradeTick
-from claire.execution import ExecutionConfig, FillMode, PaperExecution
+from claire.execution import ExchangeSimulator, ExecutionConfig, FillMode
 from claire.risk import RiskConfig
 from claire.strategy.base import WorkingOrder
-from claire.strategy.engine import SignalEngine
+from claire.strategy.signal_engine import SignalEngine
 
 from ._util import MIN, SCRIPTED, T0, D, Scripted, bar, order
 
@@ -38,8 +38,8 @@ T4 = T0 + 4 * MIN
 FILLED, PARTIAL, CANCELLED = OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED, OrderStatus.CANCELLED
 
 
-def make(fill: str = "next_open", vol: Any = "0.25") -> PaperExecution:
-    return PaperExecution(ExecutionConfig(fill=FillMode(fill), taker_fee_bps=D(0), maker_fee_bps=D(0),
+def make(fill: str = "next_open", vol: Any = "0.25") -> ExchangeSimulator:
+    return ExchangeSimulator(ExecutionConfig(fill=FillMode(fill), taker_fee_bps=D(0), maker_fee_bps=D(0),
                                           max_volume_share=None if vol is None else D(str(vol))))
 
 
@@ -216,7 +216,7 @@ def test_a_strategy_sees_its_position_and_working_orders() -> None:
     Viewing.seen = []
     out: list[Event] = []
     script = {NEAR: [("none", None), ("buy", D(2000)), ("none", None), ("close_long", None), ("none", None)]}
-    cfg = BacktestConfig(strategy="tests.core.test_execution_intent:Viewing", params={"script": script},
+    cfg = RunConfig(strategy="tests.core.test_execution_intent:Viewing", params={"script": script},
                          risk="none", fee_bps=D(0))
     core = build_core(cfg, out.append)
     for i, vol in enumerate([2072, 2072, 100_000, 100_000, 100_000]):
@@ -275,7 +275,7 @@ def _near_core(risk: str = "none") -> tuple[Any, Positions]:
     rec = Positions()
     script = {NEAR: [("none", None), ("buy", None), ("close_long", None), ("buy", None), ("none", None),
                      ("none", None)]}
-    cfg = BacktestConfig(strategy=SCRIPTED, params={"script": script}, quantity=D(2000), risk=risk,
+    cfg = RunConfig(strategy=SCRIPTED, params={"script": script}, quantity=D(2000), risk=risk,
                          fee_bps=D(0))
     return build_core(cfg, rec), rec
 
@@ -341,7 +341,7 @@ def test_the_absolute_position_never_exceeds_the_fixed_quantity(strategy: str, f
     name = "momentum" if short else strategy
     params = dict(SMALL_PARAMS[name], **({"allow_short": True} if short else {}))
     rec = Positions()
-    cfg = BacktestConfig(strategy=name, params=params, quantity=D(quantity), risk=risk, fill=fill,
+    cfg = RunConfig(strategy=name, params=params, quantity=D(quantity), risk=risk, fill=fill,
                          fee_bps=D(0), start_cash=D(1_000_000),
                          risk_config=RiskConfig(allow_short=short))
     core = build_core(cfg, rec)

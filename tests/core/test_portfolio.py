@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from claire.engine.backtest import BacktestConfig, build_core, run_events
+from claire.engine.kernel import RunConfig, build_core
 from claire.events import Bar, Event, OrderResult, OrderStatus, PortfolioSnapshot, PositionSide, Side
 from claire.marketdata import synthetic_bars
 from claire.marketdata.bars import read_bars_feather
 from claire.portfolio import Portfolio
+from claire.runtime.backtest import run_events
 
 from ._util import DAY, MIN, SEC, T0, D, bar, fill, quote
 
@@ -33,7 +34,7 @@ def replay_events() -> list[Bar]:
 
 def _replay(events: list[Bar], strategy: str, **kw: object) -> list[Event]:
     out: list[Event] = []
-    core = build_core(BacktestConfig(strategy=strategy, run_id=f"pf-{strategy}", **kw), out.append)  # type: ignore[arg-type]
+    core = build_core(RunConfig(strategy=strategy, run_id=f"pf-{strategy}", **kw), out.append)  # type: ignore[arg-type]
     run_events(core, events)
     core.finish()
     return out
@@ -322,7 +323,7 @@ def test_portfolio_state_round_trip_gives_identical_snapshots() -> None:
 def test_core_state_round_trip_gives_identical_events(replay_events: list[Bar]) -> None:
     """Stop a replay half way, restart a new core from the saved state: the rest is identical."""
     events = replay_events[:3000]
-    cfg = BacktestConfig(strategy="sma_cross", run_id="restart")
+    cfg = RunConfig(strategy="sma_cross", run_id="restart")
     out_a: list[Event] = []
     a = build_core(cfg, out_a.append)
     run_events(a, events[:1500])

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from claire.config import ConfigError, risk_config_from_env
-from claire.engine.backtest import BacktestConfig, build_core, run_backtest
+from claire.engine.kernel import RunConfig, build_core
 from claire.events import (
     Alert,
     Event,
@@ -28,6 +28,7 @@ from claire.events import (
 )
 from claire.risk import RiskConfig
 from claire.risk.manager import FLATTEN_STRATEGY
+from claire.runtime.backtest import run_backtest
 
 from ._util import (
     DAY,
@@ -138,7 +139,7 @@ def test_momentum_on_eth_exits_after_the_breaker(data_dir: Path) -> None:
     """Issue 9 a: momentum with the default limits on ETHUSDT trips the breaker; before, every
     later signal was rejected, the closes of the open long included, and the drawdown grew to
     12.28%. Now no close is rejected by a limit of new exposure."""
-    cfg = BacktestConfig(data=[data_dir / "ETH_USDT-1m.feather"], strategy="momentum", run_id="eth-exits")
+    cfg = RunConfig(data=[data_dir / "ETH_USDT-1m.feather"], strategy="momentum", run_id="eth-exits")
     r = run_backtest(cfg)
     evs = r.recorder.risk_events
     trips = [e for e in evs if e.action is RiskAction.CIRCUIT_BROKEN]
@@ -207,7 +208,7 @@ def _flatten_run(action: str) -> tuple[list[Event], Any]:
     rc = RiskConfig(max_position_pct=D("0.4"), max_total_exposure_pct=D(1), max_daily_drawdown_pct=D("0.9"),
                     circuit_breaker_action=action)
     script = {s: [("buy", None)] for s in (BTC, ETH)}
-    cfg = BacktestConfig(strategy=SCRIPTED, params={"script": script}, fill="next_open", fee_bps=D(0),
+    cfg = RunConfig(strategy=SCRIPTED, params={"script": script}, fill="next_open", fee_bps=D(0),
                          max_volume_share=None, risk_config=rc, run_id=f"flatten-{action}")
     events: list[Event] = []
     core = build_core(cfg, events.append)

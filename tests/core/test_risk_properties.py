@@ -28,7 +28,7 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from claire.engine.backtest import BacktestConfig, build_core
+from claire.engine.kernel import RunConfig, build_core
 from claire.events import (
     Event,
     Order,
@@ -110,7 +110,7 @@ def run(syms: list[str], n_bars: int, paths: dict, script: dict, allow_short: bo
         fee_bps: Decimal, fee_tolerant: bool) -> Checker:
     """The production wiring (``build_core``), fill at the close, no volume limit."""
     checker = Checker(fee_tolerant)
-    cfg = BacktestConfig(strategy=SCRIPTED, params={"script": script}, fill="close", fee_bps=fee_bps,
+    cfg = RunConfig(strategy=SCRIPTED, params={"script": script}, fill="close", fee_bps=fee_bps,
                          max_volume_share=None, risk_config=RiskConfig(allow_short=allow_short),
                          run_id="risk-properties")
     core = build_core(cfg, checker)
@@ -169,7 +169,7 @@ def test_position_limit_holds_after_the_fee_is_paid() -> None:
 def test_fee_tolerance_is_exactly_the_fee() -> None:
     """The excess above is the fee and nothing else: position / (equity after + fee) == 10%."""
     seen: list[Event] = []
-    cfg = BacktestConfig(strategy=SCRIPTED, params={"script": {"BTCUSDT": [("buy", None)]}}, fill="close",
+    cfg = RunConfig(strategy=SCRIPTED, params={"script": {"BTCUSDT": [("buy", None)]}}, fill="close",
                          fee_bps=D(10), max_volume_share=None)
     core = build_core(cfg, seen.append)
     core.on_bar(bar("BTCUSDT", T0 + MIN, "100", volume="1e12"))

@@ -1,7 +1,7 @@
 """Helpers of the distributed-runtime acceptance tests (real processes, Redis, PostgreSQL).
 
 Everything here drives the product from the outside: the ``claire`` command line in
-subprocesses, ``claire.services.supervisor`` for runs that need their own ports, Redis and the
+subprocesses, ``claire.runtime.distributed.supervisor`` for runs that need their own ports, Redis and the
 database read back directly.
 """
 
@@ -26,13 +26,15 @@ from typing import Any
 import pyarrow.feather as feather
 import sqlalchemy as sa
 
+from claire.events import FILL_STATUS_VALUES
+
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data"
 SERVICE_NAMES = ["marketdata", "signal", "risk", "execution", "portfolio", "writer"]
 STRATEGY_ARGS = ["--strategy", "sma_cross", "-p", "fast=10", "-p", "slow=30"]
 # the columns of fills.csv compared across runtimes (ids are deterministic, so they are compared too)
 FILL_COLS = ["time", "fill_id", "order_id", "signal_id", "symbol", "side", "status", "quantity", "price", "fee"]
-FILL_STATUSES = ("filled", "partially_filled")
+FILL_STATUSES = FILL_STATUS_VALUES
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -103,7 +105,7 @@ def default_ports():
     ports are handed on."""
     import fcntl
 
-    from claire.services.app import DEFAULT_PORTS
+    from claire.runtime.distributed.app import DEFAULT_PORTS
 
     ports = sorted(set(DEFAULT_PORTS.values()) | {DEFAULT_PORTS["signal"] + 10})
     with (Path(tempfile.gettempdir()) / "claire-tests-default-ports.lock").open("w") as fh:
@@ -259,7 +261,7 @@ def up_when_ready(spec: dict[str, Any], state_dir: Path, timeout: float = 90) ->
     other service answers /health, as a readiness-gated rollout does: the replay's wall-clock
     schedule then does not depend on how long the others take to start on a busy machine."""
     from claire.bus import make_bus
-    from claire.services.supervisor import create_groups, purge, service_list, start_service
+    from claire.runtime.distributed.supervisor import create_groups, purge, service_list, start_service
 
     state_dir.mkdir(parents=True, exist_ok=True)
     spec_path = state_dir / "spec.json"
@@ -285,7 +287,7 @@ def up_when_ready(spec: dict[str, Any], state_dir: Path, timeout: float = 90) ->
 
 def restart_service(state_dir: Path, display: str) -> int:
     """Start one service again exactly as the supervisor does, and record its new pid."""
-    from claire.services.supervisor import start_service
+    from claire.runtime.distributed.supervisor import start_service
 
     name, _, rep = display.partition("-")
     proc = start_service(state_dir / "spec.json", name, int(rep or 0), state_dir / "logs")
@@ -296,7 +298,7 @@ def restart_service(state_dir: Path, display: str) -> int:
 
 
 def stop_all(state_dir: Path) -> dict[str, str]:
-    from claire.services.supervisor import down
+    from claire.runtime.distributed.supervisor import down
 
     pids = read_pids(state_dir)
     res = down(state_dir)
@@ -317,7 +319,7 @@ def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
 
 def all_healthy(spec: dict[str, Any], partitions: int = 1, skip: Sequence[str] = ()) -> bool:
     """Every service of ``spec`` answers /health with 200."""
-    from claire.services.supervisor import port_of, service_list
+    from claire.runtime.distributed.supervisor import port_of, service_list
 
     for name, replica, _ in service_list(partitions, spec.get("topology", "seeds")):
         if name in skip:
@@ -356,7 +358,7 @@ def make_cfg(data: Sequence[Path], *, fill: str = "next_open", out: Path | None 
 
 def make_spec(cfg: Any, *, bus_url: str, prefix: str, db_url: str, speed: float | None = None,
               partitions: int = 1, ports: dict[str, int] | None = None, topology: str = "seeds") -> dict[str, Any]:
-    from claire.services.app import spec_from_config
+    from claire.runtime.distributed.app import spec_from_config
 
     return spec_from_config(cfg, bus_url=bus_url, prefix=prefix, database_url=db_url, partitions=partitions,
                             speed=speed, ports=ports or free_ports(), topology=topology)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from claire.engine.backtest import run_backtest
-from claire.services import supervisor
+from claire.runtime.backtest import run_backtest
+from claire.runtime.distributed import supervisor
 from tests.conftest import REDIS_URL
 from tests.distributed._dist import (
     db_result,

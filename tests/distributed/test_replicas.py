@@ -9,7 +9,7 @@ import json
 import pytest
 
 from claire.events import decode
-from claire.services.report import wait_and_report
+from claire.runtime.distributed.report import wait_and_report
 from tests.conftest import REDIS_URL
 from tests.distributed._dist import (
     FILL_COLS,

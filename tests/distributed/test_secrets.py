@@ -10,8 +10,8 @@ from urllib.parse import quote
 
 import pytest
 
-from claire.services import supervisor
-from claire.services.app import resolve_secrets, split_secrets
+from claire.runtime.distributed import supervisor
+from claire.runtime.distributed.app import resolve_secrets, split_secrets
 from tests.distributed._dist import db_result, make_cfg, make_spec, wait_final, write_bars
 from tests.support.redis_server import RedisServer
 

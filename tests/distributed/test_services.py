@@ -13,8 +13,8 @@ from decimal import Decimal
 
 import pytest
 
-from claire.engine.backtest import run_backtest
-from claire.services import supervisor
+from claire.runtime.backtest import run_backtest
+from claire.runtime.distributed import supervisor
 from tests.distributed._dist import (
     SERVICE_NAMES,
     alive,

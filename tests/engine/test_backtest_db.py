@@ -9,8 +9,9 @@ import pyarrow.feather as feather
 import pytest
 import sqlalchemy as sa
 
-from claire.engine.backtest import BacktestConfig, run_backtest_cli
+from claire.engine.kernel import RunConfig
 from claire.risk import RiskConfig
+from claire.runtime.backtest import run_backtest_cli
 
 TABLES = ["runs", "signals", "orders", "trades", "positions", "portfolio_snapshots", "risk_events",
           "execution_analysis", "performance_metrics", "market_conditions", "alerts", "strategy_versions",
@@ -28,7 +29,7 @@ def test_replay_fills_every_table(db_url: str, data_dir: Path, tmp_path: Path) -
     f = tmp_path / "ETH_USDT-1m.feather"
     feather.write_feather(feather.read_table(data_dir / "ETH_USDT-1m.feather").slice(0, 6000), f)
     # a tight circuit breaker so that the run also raises an alert
-    cfg = BacktestConfig(data=[f], strategy="momentum", db_url=db_url, out=tmp_path / "out",
+    cfg = RunConfig(data=[f], strategy="momentum", db_url=db_url, out=tmp_path / "out",
                          risk_config=RiskConfig(circuit_breaker_threshold_pct=Decimal("0.004")))
     summary = run_backtest_cli(cfg, progress=False)
     eng = sa.create_engine(db_url)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from claire.engine.bench import bench_replay, format_report
+from claire.benchmarks.replay import bench_replay, format_report
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "XRP_USDT-1m.feather"
 

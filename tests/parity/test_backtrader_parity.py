@@ -44,9 +44,10 @@ def _d(x: float) -> Decimal:
 
 
 def _run_ours(path: Path, fill: str, quantity: Decimal):
-    from claire.engine.backtest import BacktestConfig, run_backtest
+    from claire.engine.kernel import RunConfig
+    from claire.runtime.backtest import run_backtest
 
-    cfg = BacktestConfig(
+    cfg = RunConfig(
         data=[path], strategy="sma_cross", params={"fast": FAST, "slow": SLOW},
         quantity=quantity, fee_bps=FEE_BPS, fill=fill, risk="none",
         # backtrader's broker fills a market order in full whatever the bar's volume; ours by

@@ -11,13 +11,14 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from claire.engine.backtest import BacktestConfig, run_backtest
+from claire.engine.kernel import RunConfig
 from claire.events import PortfolioSnapshot, iso_from_ns
 from claire.events.time import NS_PER_DAY
 from claire.marketdata import synthetic_bars
 from claire.portfolio import Portfolio
 from claire.reporting import Recorder, summarize
-from claire.reporting.performance import performance_rows
+from claire.reporting.period_metrics import performance_rows
+from claire.runtime.backtest import run_backtest
 
 from ..core._util import DAY, MIN, SEC, T0, D, bar, fill
 
@@ -130,7 +131,7 @@ def test_days_add_up_on_random_portfolio_runs(steps: list, start_min: int, midni
 def test_days_add_up_on_random_backtests(seed: int, offset_min: int, fill_mode: str, risk: str) -> None:
     bars = synthetic_bars(list(SYMS), 3 * 24 * 60 // 5, T0 + offset_min * MIN, interval_s=300, seed=seed,
                           volatility=0.01)
-    res = run_backtest(BacktestConfig(strategy="sma_cross", params={"fast": 3, "slow": 8}, fill=fill_mode, risk=risk,
+    res = run_backtest(RunConfig(strategy="sma_cross", params={"fast": 3, "slow": 8}, fill=fill_mode, risk=risk,
                                       quantity=None if risk == "default" else D("0.5"), run_id=f"days-{seed}"),
                        events=bars)
     assert len(res.fills) > 10
@@ -146,7 +147,7 @@ def test_demo_like_run_days_add_up_in_summary_json(tmp_path: Path) -> None:
     n = 6_000  # a bit over four days of two symbols
     bars = heapq.merge(read_bars_feather(data / "BTC_USDT-1m.feather")[:n],
                        read_bars_feather(data / "ETH_USDT-1m.feather")[:n], key=lambda b: b.ts_event)
-    res = run_backtest(BacktestConfig(strategy="momentum", out=tmp_path, run_id="days-demo"), events=bars)
+    res = run_backtest(RunConfig(strategy="momentum", out=tmp_path, run_id="days-demo"), events=bars)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["days"] == len(summary["daily_pnl"]) >= 5
     assert sum((D(v) for v in summary["daily_pnl"].values()), D(0)) == D(summary["net_pnl"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 
 from claire.bus import InMemoryBus
-from claire.services.runner import GroupConsumer, ServiceLoop
+from claire.runtime.distributed.runner import GroupConsumer, ServiceLoop
 
 
 class Collect(GroupConsumer):

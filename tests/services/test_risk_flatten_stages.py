@@ -9,9 +9,10 @@ from decimal import Decimal as D
 import msgspec
 import pytest
 
-from claire.engine.backtest import BacktestConfig, run_backtest
+from claire.engine.kernel import RunConfig
 from claire.risk import RiskConfig
 from claire.risk.manager import FLATTEN_STRATEGY
+from claire.runtime.backtest import run_backtest
 from tests.core._util import MIN, SCRIPTED, T0, bar
 
 from .test_stage_parity import _key, run_account, run_stages
@@ -25,7 +26,7 @@ def _scenario(action: str = "flatten", fill: str = "next_open"):
                     circuit_breaker_action=action)
     prices = ["100", "100", "95", "90", "85", "80", "75", "70", "65", "60", "55", "50"]
     script = {s: [("buy", None)] for s in SYMS}
-    cfg = BacktestConfig(strategy=SCRIPTED, params={"script": script}, fill=fill, fee_bps=D(10),
+    cfg = RunConfig(strategy=SCRIPTED, params={"script": script}, fill=fill, fee_bps=D(10),
                          max_volume_share=None, risk_config=rc, run_id=f"stage-flatten-{action}-{fill}")
     bars = [bar(s, T0 + (i + 1) * MIN, p, volume="1e12") for i, p in enumerate(prices) for s in SYMS]
     return cfg, [msgspec.structs.replace(b, seq=i + 1) for i, b in enumerate(bars)]
@@ -67,9 +68,10 @@ def test_risk_stage_sends_the_flatten_orders_to_execution(fill, seed):
 def test_account_stage_puts_the_risk_managers_signals_on_the_signals_topic():
     """The stream's signals are on the topic already (the signal service); the flatten signals
     come from the account itself and go there too, with the sequence of their market event."""
-    from claire.engine.backtest import build_core
+    from claire.engine.kernel import build_core
     from claire.events import IdFactory, Signal, decode, encode
-    from claire.services.stages import PIPE_SIGNALS, SIGNALS, AccountStage, SignalStage
+    from claire.events.topics import PIPE_SIGNALS, SIGNALS
+    from claire.runtime.distributed.stages import AccountStage, SignalStage
 
     from .test_stage_parity import _market_queues
 

@@ -10,16 +10,13 @@ from decimal import Decimal
 import msgspec
 import pytest
 
-from claire.engine.backtest import BacktestConfig, build_core, run_backtest
+from claire.engine.kernel import RunConfig, build_core
 from claire.events import Control, IdFactory, OrderResult, PortfolioSnapshot, RiskEvent, decode, encode
+from claire.events.topics import PIPE_ORDERS, PIPE_RESULTS, PIPE_SIGNALS, RISK_EVENTS, SNAPSHOTS
 from claire.marketdata import read_bars_feather
 from claire.portfolio import Portfolio
-from claire.services.stages import (
-    PIPE_ORDERS,
-    PIPE_RESULTS,
-    PIPE_SIGNALS,
-    RISK_EVENTS,
-    SNAPSHOTS,
+from claire.runtime.backtest import run_backtest
+from claire.runtime.distributed.stages import (
     AccountStage,
     ExecutionStage,
     PortfolioStage,
@@ -49,7 +46,7 @@ def _market_queues(bars, partitions: int) -> list[deque]:
     return market
 
 
-def run_stages(cfg: BacktestConfig, bars, seed: int, partitions: int = 1, checkpoint_every: int = 0):
+def run_stages(cfg: RunConfig, bars, seed: int, partitions: int = 1, checkpoint_every: int = 0):
     """Run the four stages over in-memory queues with a random scheduler."""
     ids = IdFactory(cfg.run_key())
     proto = build_core(cfg, lambda e: None, ids)  # the same components, configured the same way
@@ -128,7 +125,7 @@ def _key(f: OrderResult):
 @pytest.mark.parametrize("seed", [1, 2])
 def test_stages_match_core(data_dir, fill, seed):
     bars = _bars(data_dir)
-    cfg = BacktestConfig(strategy="sma_cross", params={"fast": 10, "slow": 30}, fill=fill,
+    cfg = RunConfig(strategy="sma_cross", params={"fast": 10, "slow": 30}, fill=fill,
                          max_volume_share=Decimal("0.05"), run_id="parity")
     ref = run_backtest(cfg, events=bars)
     fills, snaps, risk_events, pf = run_stages(cfg, bars, seed)
@@ -143,7 +140,7 @@ def test_stages_match_core(data_dir, fill, seed):
 
 def test_two_signal_partitions_and_restarts_match_core(data_dir):
     bars = _bars(data_dir, 3000)
-    cfg = BacktestConfig(strategy="sma_cross", params={"fast": 10, "slow": 30}, fill="close", run_id="parity2")
+    cfg = RunConfig(strategy="sma_cross", params={"fast": 10, "slow": 30}, fill="close", run_id="parity2")
     ref = run_backtest(cfg, events=bars)
     fills, snaps, _, pf = run_stages(cfg, bars, seed=7, partitions=2, checkpoint_every=97)
     assert len(ref.fills) > 20
@@ -153,7 +150,7 @@ def test_two_signal_partitions_and_restarts_match_core(data_dir):
     assert isinstance(RiskEvent, type)
 
 
-def run_account(cfg: BacktestConfig, bars, seed: int, partitions: int = 1, checkpoint_every: int = 0):
+def run_account(cfg: RunConfig, bars, seed: int, partitions: int = 1, checkpoint_every: int = 0):
     """Signal stage(s) -> AccountStage over in-memory queues with a random scheduler; also feeds
     the report's portfolio replica from the account's pipe.order_results."""
     ids = IdFactory(cfg.run_key())
@@ -202,7 +199,7 @@ def test_account_stage_matches_core(data_dir, fill, partitions, checkpoint_every
     snapshots and risk decisions, also with two signal partitions and restarts from checkpoints;
     the report's replica fed from its pipe.order_results sees the same snapshots."""
     bars = _bars(data_dir, 4000)
-    cfg = BacktestConfig(strategy="sma_cross", params={"fast": 10, "slow": 30}, fill=fill,
+    cfg = RunConfig(strategy="sma_cross", params={"fast": 10, "slow": 30}, fill=fill,
                          max_volume_share=Decimal("0.05"), run_id="parity-account")
     ref = run_backtest(cfg, events=bars)
     fills, snaps, risk_events, replica_snaps, acc = run_account(cfg, bars, seed=3, partitions=partitions,

@@ -8,14 +8,15 @@ import pytest
 import sqlalchemy as sa
 
 from claire.bus import InMemoryBus, RedisStreamsBus
-from claire.engine.backtest import BacktestConfig, run_backtest
+from claire.engine.kernel import RunConfig
 from claire.marketdata import open_market_data
-from claire.services.app import spec_from_config
-from claire.services.local import run_services_threads
+from claire.runtime.backtest import run_backtest
+from claire.runtime.distributed.app import spec_from_config
+from claire.runtime.distributed.threads import run_services_threads
 
 
 def _cfg(data_dir, run_id):
-    return BacktestConfig(data=[data_dir / "BTC_USDT-1m.feather", data_dir / "ETH_USDT-1m.feather"],
+    return RunConfig(data=[data_dir / "BTC_USDT-1m.feather", data_dir / "ETH_USDT-1m.feather"],
                           strategy="sma_cross", params={"fast": 10, "slow": 30}, fill="next_open",
                           max_volume_share=Decimal("0.05"), run_id=run_id)
 
@@ -36,7 +37,7 @@ def test_services_in_threads_match_backtest(data_dir, tmp_path, backend, request
         bus_url = url
     spec = spec_from_config(cfg, bus_url=bus_url, prefix="t:", database_url=db_url)
     # the same first 8000 events: replace the source
-    import claire.services.app as app
+    import claire.runtime.distributed.app as app
 
     orig = app.market_events
     app.market_events = lambda spec, cfg: list(open_market_data(cfg.data))[:8000]

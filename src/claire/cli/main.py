@@ -239,7 +239,7 @@ def make_config(data: list[Path], symbol: str | None, strategy: str, param: list
                 fill: str, risk: str, out_dir: Path | None, start_cash: str, max_volume_share: str,
                 risk_overrides: dict[str, Any] | None = None, db: str | None = None) -> Any:
     from claire.config import ConfigError, risk_config_from_env
-    from claire.engine.backtest import BacktestConfig
+    from claire.engine.kernel import RunConfig
     from claire.strategy.registry import load_strategy, strategy_params
 
     if fill not in ("next_open", "close"):
@@ -271,7 +271,7 @@ def make_config(data: list[Path], symbol: str | None, strategy: str, param: list
     check_out_dir(out_dir)
     if db is not None:
         check_database(db)
-    return BacktestConfig(
+    return RunConfig(
         data=list(data), symbol=symbol, strategy=strategy, params=params,
         quantity=q, fee_bps=fee, maker_fee_bps=maker,
         slippage_bps=slip, fill=fill, risk=risk, risk_config=risk_cfg,
@@ -327,7 +327,7 @@ def backtest(
     """Replay market data through strategy, risk, paper execution and portfolio."""
     cfg = make_config(data, symbol, strategy, param, quantity, fee_bps, maker_fee_bps, slippage_bps, fill, risk,
                       out_dir, start_cash, max_volume_share, db=db)
-    from claire.engine.backtest import run_backtest_cli
+    from claire.runtime.backtest import run_backtest_cli
 
     summary = run_backtest_cli(cfg, progress=progress and not json_out, console=console)
     if json_out:
@@ -380,7 +380,7 @@ def _check_source(data: list[Path] | None, synthetic: int) -> None:
 
 
 def _events(cfg: Any, synthetic: int) -> Any:
-    from claire.services.app import market_events
+    from claire.runtime.distributed.app import market_events
 
     return market_events({"synthetic": synthetic}, cfg)
 
@@ -408,7 +408,7 @@ def paper(
 ) -> None:
     """Paper trading in one process: the core, the in-memory bus and the writer (SQLite by default)."""
     from claire.config import database_url
-    from claire.engine.paper import run_paper
+    from claire.runtime.paper import run_paper
 
     _check_source(data, synthetic)
     cfg = make_config(list(data or []), symbol, strategy, param, quantity, fee_bps, maker_fee_bps, slippage_bps, fill,
@@ -447,8 +447,8 @@ def service(
     log_dir: Annotated[Path | None, typer.Option(help="Write logs to LOG_DIR/<service>/<YYYY-MM-DD>.log.")] = None,
 ) -> None:
     """Run one service of the distributed runtime until SIGTERM."""
-    from claire.services.app import SERVICES, run_service
-    from claire.services.logs import configure_logging
+    from claire.runtime.distributed.app import SERVICES, run_service
+    from claire.runtime.logs import configure_logging
 
     if name not in SERVICES:
         _fail(f"unknown service {name!r} (one of {', '.join(SERVICES)})")
@@ -469,7 +469,7 @@ def service(
 
 
 def _check_topology(topology: str) -> None:
-    from claire.services.app import TOPOLOGIES
+    from claire.runtime.distributed.app import TOPOLOGIES
 
     if topology not in TOPOLOGIES:
         _fail(f"--topology must be one of {', '.join(TOPOLOGIES)}, not {topology!r}")
@@ -511,9 +511,9 @@ def up(
     import os
 
     from claire.config import database_url
-    from claire.services.app import run_hash, spec_from_config
-    from claire.services.supervisor import down as sv_down
-    from claire.services.supervisor import up as sv_up
+    from claire.runtime.distributed.app import run_hash, spec_from_config
+    from claire.runtime.distributed.supervisor import down as sv_down
+    from claire.runtime.distributed.supervisor import up as sv_up
 
     _check_source(data, synthetic)
     if signal_replicas < 1:
@@ -538,7 +538,7 @@ def up(
     out.print(f"logs: {state_dir}/logs/<service>/<day>.log; `claire status`, `claire down`")
     if not wait:
         return
-    from claire.services.report import wait_and_report
+    from claire.runtime.distributed.report import wait_and_report
 
     try:
         summary = wait_and_report(spec, timeout=timeout, console=console)
@@ -566,7 +566,7 @@ def spec_cmd(
     """Write the run spec of a distributed run (spec.json) without starting anything (containers, deploy/)."""
     from urllib.parse import urlsplit
 
-    from claire.services.app import run_hash, spec_from_config
+    from claire.runtime.distributed.app import run_hash, spec_from_config
 
     _check_source(data, synthetic)
     if signal_replicas < 1:
@@ -617,7 +617,7 @@ def _state(fn: Any, state_dir: Path) -> Any:
 @app.command()
 def status(state_dir: StateOpt = Path(".claire"), json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Health of each service of `claire up`."""
-    from claire.services.supervisor import status as sv_status
+    from claire.runtime.distributed.supervisor import status as sv_status
 
     rows = _state(sv_status, state_dir)
     if json_out:
@@ -639,7 +639,7 @@ def status(state_dir: StateOpt = Path(".claire"), json_out: Annotated[bool, type
 @app.command()
 def down(state_dir: StateOpt = Path(".claire")) -> None:
     """Stop the services of `claire up` (SIGTERM, then SIGKILL after 20 s)."""
-    from claire.services.supervisor import down as sv_down
+    from claire.runtime.distributed.supervisor import down as sv_down
 
     res = _state(sv_down, state_dir)
     for k, v in res.items():
@@ -657,8 +657,8 @@ def bench_replay(
     json_out: Annotated[bool, typer.Option("--json", help="One JSON line.")] = False,
 ) -> None:
     """What `claire backtest` costs, phase by phase: imports, load, engine, run files, the whole command and its peak memory."""
-    from claire.engine.bench import bench_replay as run
-    from claire.engine.bench import format_report
+    from claire.benchmarks.replay import bench_replay as run
+    from claire.benchmarks.replay import format_report
 
     if repeat < 1:
         _fail(f"--repeat must be >= 1, got {repeat}")
@@ -699,7 +699,7 @@ def bench_storage(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Writer throughput into PostgreSQL and the seed-002 query latencies (fresh database, dropped after)."""
-    from claire.storage.bench import query_latency, writer_throughput
+    from claire.benchmarks.storage import query_latency, writer_throughput
 
     url, cleanup = _bench_pg_database()
     try:
@@ -717,7 +717,7 @@ def bench_bus(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Publish + read + ack throughput of the in-memory and the Redis bus by batch size."""
-    from claire.bus.bench import run_benchmarks
+    from claire.benchmarks.bus import run_benchmarks
 
     res = {"bench": "bus", "results": run_benchmarks(redis_url, n), "command": "claire bench bus --json"}
     print(json.dumps(res, default=str)) if json_out else out.print(res)
@@ -731,7 +731,7 @@ def bench_pipeline_cmd(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The distributed pipeline (every service a process, Redis, PostgreSQL): events/s, latency, memory."""
-    from claire.services.bench import bench_pipeline
+    from claire.benchmarks.pipeline import bench_pipeline
 
     _check_topology(topology)
     res = bench_pipeline(events, rate=rate, topology=topology)

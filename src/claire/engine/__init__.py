@@ -1,1 +1,1 @@
-"""Runtimes that wire the deterministic core: replay/backtest, paper (one process)."""
+"""The engine: the TradingCore and the one composition root (kernel) every runtime uses."""

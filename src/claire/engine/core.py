@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from claire.events import Bar, Event, Order, OrderResult, PortfolioSnapshot, QuoteTick, Signal, TradeTick
-from claire.execution import PaperExecution
+from claire.execution import ExchangeSimulator
 from claire.portfolio import Portfolio
 from claire.risk import RiskManager
-from claire.strategy.engine import SignalEngine
+from claire.strategy.signal_engine import SignalEngine
 
 
 class EventClock:
@@ -38,7 +38,7 @@ class EventClock:
 
 
 class TradingCore:
-    def __init__(self, signals: SignalEngine, risk: RiskManager, execution: PaperExecution,
+    def __init__(self, signals: SignalEngine, risk: RiskManager, execution: ExchangeSimulator,
                  portfolio: Portfolio, clock: EventClock, emit: Callable[[Event], Any]) -> None:
         self.signals = signals
         self.risk = risk

@@ -4,6 +4,8 @@ from claire.events.codec import DecodeError, decode, decode_as, encode, to_built
 from claire.events.ids import IdFactory, make_id
 from claire.events.time import iso_from_ns, ns_from_iso
 from claire.events.types import (
+    FILL_STATUS_VALUES,
+    FILL_STATUSES,
     SCHEMA_VERSION,
     Alert,
     AlertLevel,
@@ -33,6 +35,8 @@ from claire.events.types import (
 )
 
 __all__ = [
+    "FILL_STATUSES",
+    "FILL_STATUS_VALUES",
     "SCHEMA_VERSION",
     "Alert",
     "AlertLevel",

@@ -52,6 +52,8 @@ class OrderStatus(StrEnum):
 
 
 FILL_STATUSES = frozenset({OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED})
+#: the same as the text stored in the database and written to fills.csv
+FILL_STATUS_VALUES = (OrderStatus.FILLED.value, OrderStatus.PARTIALLY_FILLED.value)
 
 
 class Liquidity(StrEnum):

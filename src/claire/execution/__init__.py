@@ -1,5 +1,7 @@
-"""Paper execution: a simulated exchange that fills orders against market data."""
+"""Execution: the simulated exchange (a deterministic state machine) that fills paper orders
+against market data, and its configuration."""
 
-from claire.execution.paper import ExecutionConfig, FillMode, PaperExecution
+from claire.execution.config import ExecutionConfig, FillMode
+from claire.execution.simulator import ExchangeSimulator
 
-__all__ = ["ExecutionConfig", "FillMode", "PaperExecution"]
+__all__ = ["ExchangeSimulator", "ExecutionConfig", "FillMode"]

@@ -22,13 +22,13 @@ import pyarrow.compute as pc
 import pyarrow.feather as pf
 
 from claire.events import Bar
+from claire.events.time import NS_PER_SEC
 from claire.marketdata.arrow_util import const, filled
 from claire.marketdata.errors import DataFileError, check_file, reason
 from claire.marketdata.symbols import normalize_symbol, symbol_from_path
 
 log = logging.getLogger(__name__)
 
-NS_PER_SEC = 1_000_000_000
 BAR_COLUMNS = ("date", "open", "high", "low", "close", "volume")
 VALUE_COLUMNS = BAR_COLUMNS[1:]
 _PRICES = ("open", "high", "low", "close")

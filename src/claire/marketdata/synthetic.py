@@ -7,9 +7,8 @@ from collections.abc import Iterable
 from decimal import Decimal
 
 from claire.events import Bar
+from claire.events.time import NS_PER_SEC
 from claire.marketdata.symbols import normalize_symbol
-
-NS_PER_SEC = 1_000_000_000
 
 
 def _cents(value: int) -> Decimal:

@@ -38,6 +38,7 @@ from typing import Any
 import msgspec
 
 from claire.events import (
+    FILL_STATUSES,
     Alert,
     AlertLevel,
     Bar,
@@ -87,7 +88,6 @@ _STATE_VALUE = {s: s.value for s in TradingState}
 _R2_REDUCES = CheckResult(check=_POSITION_LIMIT, passed=True, note="reduces the position")
 _R4_REDUCES = CheckResult(check=_TOTAL_EXPOSURE, passed=True, note="reduces exposure")
 _R7_NO_QUOTE = CheckResult(check=_SPREAD, passed=True, note="no quote: spread unknown (bar data)")
-_FILL_STATUSES = frozenset({OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED})
 _TERMINAL = frozenset({OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED})
 FLATTEN_STRATEGY = "risk_flatten"  # the strategy name of the signals that flatten at a trip
 
@@ -174,7 +174,7 @@ class RiskManager:
         if status in _TERMINAL:
             done = w.leaves
             del self.working[result.order_id]
-        elif status in _FILL_STATUSES:
+        elif status in FILL_STATUSES:
             done = min(result.quantity, w.leaves)
             w.leaves -= done
         else:

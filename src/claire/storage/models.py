@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from claire.events import FILL_STATUS_VALUES
 from claire.storage.types import (
     BlobType,
     Dec,
@@ -58,7 +59,6 @@ ORDER_TYPES = ("market", "limit")
 TIME_IN_FORCE = ("gtc", "ioc", "fok", "day")
 ORDER_STATUSES = ("pending", "partially_filled", "filled", "rejected", "cancelled")
 OPEN_ORDER_STATUSES = ("pending", "partially_filled")
-FILL_STATUSES = ("filled", "partially_filled")
 LIQUIDITY = ("maker", "taker", "none")
 POSITION_SIDES = ("long", "short", "flat")
 RISK_CHECKS = (
@@ -245,7 +245,7 @@ class TradeRow(Base):
     __table_args__ = (
         one_of("side", SIDES),
         one_of("order_type", ORDER_TYPES),
-        one_of("status", FILL_STATUSES),
+        one_of("status", FILL_STATUS_VALUES),
         one_of("liquidity", LIQUIDITY),
         positive("quantity"),
         positive("price"),

@@ -21,8 +21,9 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
+from claire.events.time import NS_PER_SEC
+
 NS_PER_US = 1_000
-NS_PER_SEC = 1_000_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

@@ -48,7 +48,8 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 
-from claire.events import Bar, DecodeError, Event, QuoteTick, TradeTick, decode
+from claire.events import DecodeError, Event, decode
+from claire.events.topics import MARKET_EVENT_TYPES
 from claire.storage import orphans
 from claire.storage import rows as R
 from claire.storage.bulk_load import SPECS, T, insert, pg_autocommit_off, pg_error, pg_exec, pg_send_bulk
@@ -60,7 +61,7 @@ __all__ = [
     "COPY_BINARY",
     "COPY_MIN_ROWS",
     "IDLE_RECHECK_S",
-    "MARKET_DATA",
+    "MARKET_EVENT_TYPES",
     "PIPELINE_BULK",
     "SPECS",
     "USE_COPY",
@@ -69,7 +70,6 @@ __all__ = [
     "SignalInfo",
 ]
 
-MARKET_DATA = (Bar, TradeTick, QuoteTick)
 
 # --- write-path settings (read when each batch starts) -----------------------------------
 
@@ -297,7 +297,7 @@ class EventWriter:
 
     def _add(self, item: Item) -> None:
         ev = item.event
-        if isinstance(ev, MARKET_DATA):
+        if isinstance(ev, MARKET_EVENT_TYPES):
             self.stats["market_data_skipped"] += 1
             return
         if not isinstance(ev, Event):

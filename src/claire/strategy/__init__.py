@@ -2,7 +2,6 @@
 
 from claire.strategy.base import Strategy, coerce_params
 from claire.strategy.builtin import Momentum, SmaCross
-from claire.strategy.engine import SignalEngine
 from claire.strategy.params import Param, ParamError, Rule
 from claire.strategy.registry import (
     BUILTINS,
@@ -12,6 +11,7 @@ from claire.strategy.registry import (
     strategy_names,
     strategy_params,
 )
+from claire.strategy.signal_engine import SignalEngine
 
 __all__ = [
     "BUILTINS",

@@ -29,11 +29,11 @@ import msgspec
 
 from claire.adapters.mexc import mexc_pb2 as pb
 from claire.events import Bar, QuoteTick, Side, TradeTick
+from claire.events.time import NS_PER_SEC
 
 log = logging.getLogger(__name__)
 
 NS_PER_MS = 1_000_000
-NS_PER_SEC = 1_000_000_000
 
 # WebSocket kline intervals (MEXC's spelling) and their REST spelling (note 60m, 1W)
 WS_INTERVAL_S = {"Min1": 60, "Min5": 300, "Min15": 900, "Min30": 1800, "Min60": 3600, "Hour4": 14_400,

@@ -22,17 +22,9 @@ from typing import Any
 
 from claire.bus import make_bus
 from claire.bus.base import Bus
-from claire.services.app import DEFAULT_PORTS, split_secrets
-from claire.services.runner import stage_inputs
-from claire.services.stages import (
-    ALERTS,
-    ORDER_RESULTS,
-    ORDERS,
-    PIPE_RESULTS,
-    RISK_EVENTS,
-    SIGNALS,
-    SNAPSHOTS,
-)
+from claire.events.topics import ALERTS, ORDER_RESULTS, ORDERS, PIPE_RESULTS, RISK_EVENTS, SIGNALS, SNAPSHOTS
+from claire.runtime.distributed.app import DEFAULT_PORTS, split_secrets
+from claire.runtime.distributed.runner import stage_inputs
 
 START_ORDER = ["writer", "portfolio", "execution", "risk", "signal", "marketdata"]
 ACCOUNT_START_ORDER = ["writer", "account", "signal", "marketdata"]

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from claire.bus.base import Bus
-from claire.services.app import build_service
+from claire.runtime.distributed.app import build_service
 
 
 def run_services_threads(spec: dict[str, Any], bus_factory: Any, timeout: float = 300.0,

@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from claire.bus import InMemoryBus
-from claire.engine.backtest import BacktestConfig, build_core
+from claire.engine.kernel import RunConfig, build_core
 from claire.events import Event, encode
 from claire.events.time import NS_PER_SEC
+from claire.events.topics import topic_out
 from claire.reporting import Recorder, summarize
 from claire.reporting.runfiles import write_run_files
-from claire.services.http import HealthServer
-from claire.services.metrics import ServiceMetrics
-from claire.services.runner import WriterService
-from claire.services.stages import _topic_out
+from claire.runtime.distributed.runner import WriterService
+from claire.runtime.http import HealthServer
+from claire.runtime.metrics import ServiceMetrics
 
 log = logging.getLogger("claire.paper")
 
@@ -45,7 +45,7 @@ def pace(events: Iterable[Any], speed: float | None, stop: threading.Event) -> I
         yield ev
 
 
-def run_paper(cfg: BacktestConfig, events: Iterable[Any], *, db_url: str, speed: float | None = None,
+def run_paper(cfg: RunConfig, events: Iterable[Any], *, db_url: str, speed: float | None = None,
               port: int | None = 8000, stop: threading.Event | None = None,
               progress: Callable[[int], Any] | None = None, checkpoint_every_s: float = 2.0,
               resume: bool = True) -> dict[str, Any]:
@@ -68,7 +68,7 @@ def run_paper(cfg: BacktestConfig, events: Iterable[Any], *, db_url: str, speed:
 
     def emit(ev: Event) -> None:  # reads `recorder` at call time: a resume replaces it
         recorder(ev)
-        stream, _ = _topic_out(ev)
+        stream, _ = topic_out(ev)
         pending.append((stream, encode(ev)))
 
     core = build_core(cfg, emit)
@@ -187,8 +187,8 @@ def run_paper(cfg: BacktestConfig, events: Iterable[Any], *, db_url: str, speed:
         "database": db.safe_url,
     })
     if not stop.is_set():
-        from claire.reporting.performance import performance_rows
-        from claire.storage.performance import write_performance
+        from claire.reporting.period_metrics import performance_rows
+        from claire.storage.performance_metrics import write_performance
 
         write_performance(db, cfg.run_key(), performance_rows(recorder, core.portfolio, summary))
     db.dispose()

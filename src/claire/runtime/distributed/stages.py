@@ -20,7 +20,6 @@ from typing import Any
 import msgspec
 
 from claire.events import (
-    Alert,
     Bar,
     Control,
     Event,
@@ -28,33 +27,26 @@ from claire.events import (
     OrderResult,
     OrderStatus,
     PortfolioSnapshot,
-    QuoteTick,
-    RiskEvent,
     Signal,
-    TradeTick,
     decode,
 )
-from claire.execution import PaperExecution
+from claire.events.topics import (
+    MARKET_EVENT_TYPES,
+    ORDER_RESULTS,
+    PIPE_ORDERS,
+    PIPE_RESULTS,
+    PIPE_SIGNALS,
+    SIGNALS,
+    SNAPSHOTS,
+    topic_out,
+)
+from claire.execution import ExchangeSimulator
 from claire.portfolio import Portfolio
 from claire.risk import RiskManager
-from claire.strategy.engine import SignalEngine
+from claire.strategy.signal_engine import SignalEngine
 
-MARKET = (Bar, TradeTick, QuoteTick)
+MARKET = MARKET_EVENT_TYPES
 Out = tuple[str, Any]  # (stream, Event or raw bytes)
-
-# topic streams (P7): each event type once, for the writer and anyone else
-MARKET_DATA = "market_data"
-SIGNALS = "signals"
-ORDERS = "orders"
-ORDER_RESULTS = "order_results"
-SNAPSHOTS = "portfolio_snapshots"
-RISK_EVENTS = "risk_events"
-ALERTS = "alerts"
-# pipeline streams: a stage's outputs in order between the market events it forwards, read by
-# the next stage (one totally ordered input each)
-PIPE_SIGNALS = "pipe.signals"
-PIPE_ORDERS = "pipe.orders"
-PIPE_RESULTS = "pipe.order_results"
 
 TERMINAL = frozenset({OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED})
 
@@ -71,23 +63,6 @@ def partition_of(symbol: str, partitions: int) -> int:
 
 def with_seq(ev: Event, seq: int) -> Event:
     return ev if ev.seq == seq else msgspec.structs.replace(ev, seq=seq)
-
-
-def _topic_out(ev: Event) -> Out:
-    t = type(ev)
-    if t is RiskEvent:
-        return (RISK_EVENTS, ev)
-    if t is Alert:
-        return (ALERTS, ev)
-    if t is PortfolioSnapshot:
-        return (SNAPSHOTS, ev)
-    if t is Order:
-        return (ORDERS, ev)
-    if t is OrderResult:
-        return (ORDER_RESULTS, ev)
-    if t is Signal:
-        return (SIGNALS, ev)
-    raise TypeError(f"no stream for {t.__name__}")
 
 
 class SignalStage:
@@ -277,7 +252,7 @@ class RiskStage:
                 out.append((PIPE_ORDERS, e))
             elif type(e) is Signal:
                 e = with_seq(e, self.cur)
-            out.append(_topic_out(e))
+            out.append(topic_out(e))
 
     def _head(self) -> tuple[int, Event, bytes] | None:
         return merge_head(self.queues, self.cur, self.cur_part, self.partitions)
@@ -300,7 +275,7 @@ class RiskStage:
                 if self._blocked():
                     return out
                 for e in self.risk.flush_delayed(ev.ts_event):
-                    out.append(_topic_out(e))
+                    out.append(topic_out(e))
                 if not self.forwarded:
                     out.append((PIPE_ORDERS, raw))
                     self.sent += 1
@@ -358,7 +333,7 @@ class ExecutionStage:
     """pipe.orders -> pipe.order_results: results (also on the ``order_results`` topic), then an
     echo of each market event and order processed."""
 
-    def __init__(self, execution: PaperExecution) -> None:
+    def __init__(self, execution: ExchangeSimulator) -> None:
         self.execution = execution
         self.cur = 0
         self.last_ts = 0
@@ -509,7 +484,7 @@ class AccountStage:
             self.out.append((PIPE_RESULTS, ev))
         elif t is Order or t is PortfolioSnapshot:
             ev = with_seq(ev, self.cur)
-        self.out.append(_topic_out(ev))
+        self.out.append(topic_out(ev))
 
     def handle_signal_stream(self, ev: Event, raw: bytes, partition: int = 0) -> list[Out]:
         self.queues[partition].append((ev, raw))

@@ -2,8 +2,8 @@
 process over Redis Streams, PostgreSQL as the system of record.
 
 ``bench_pipeline(n_events, rate)`` starts the six services exactly as ``claire up`` does (the
-spec from :func:`claire.services.app.spec_from_config`, the processes from
-:mod:`claire.services.supervisor`), against a fresh PostgreSQL database created for the run and
+spec from :func:`claire.runtime.distributed.app.spec_from_config`, the processes from
+:mod:`claire.runtime.distributed.supervisor`), against a fresh PostgreSQL database created for the run and
 dropped after it, and a run-private key prefix on Redis (deleted after). The market data service
 replays synthetic 1m bars (two symbols, the same generator as ``--synthetic``) or bar files,
 paced by the spec's ``speed`` so that it publishes ``rate`` events per second, or as fast as it
@@ -43,8 +43,8 @@ then starts the market data service.
 Targets (REQUIREMENTS.md, performance): >= 5,000 market events/s sustained with everything
 persisted, p99 < 20 ms at 1,000 events/s, <= 300 MB per service.
 
-    python -m claire.services.bench --events 20000 --rate 1000 --json
-    python -m claire.services.bench --events 40000 --json          # max rate
+    python -m claire.benchmarks.pipeline --events 20000 --rate 1000 --json
+    python -m claire.benchmarks.pipeline --events 40000 --json          # max rate
 """
 
 from __future__ import annotations
@@ -68,6 +68,8 @@ from typing import Any
 
 import msgspec
 
+from claire.events import FILL_STATUS_VALUES
+
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 DEFAULT_PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SYNTH_SYMBOLS = 2  # synthetic_bars(["BTCUSDT", "ETHUSDT"], ...) in services.app.market_events
@@ -89,7 +91,6 @@ class _Fill(msgspec.Struct):
 
 _seq_decoder = msgspec.json.Decoder(_Seq)
 _fill_decoder = msgspec.json.Decoder(_Fill)
-FILL_STATUSES = ("filled", "partially_filled")
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -269,10 +270,10 @@ def bench_pipeline(n_events: int = 20_000, rate: float | None = None, redis_url:
     state dir (logs) for a look afterwards.
     """
     from claire.bus import make_bus
-    from claire.engine.backtest import BacktestConfig
-    from claire.services import supervisor as sv
-    from claire.services.app import spec_from_config, split_secrets
-    from claire.services.stages import MARKET_DATA, ORDER_RESULTS, SNAPSHOTS
+    from claire.engine.kernel import RunConfig
+    from claire.events.topics import MARKET_DATA, ORDER_RESULTS, SNAPSHOTS
+    from claire.runtime.distributed import supervisor as sv
+    from claire.runtime.distributed.app import spec_from_config, split_secrets
 
     redis_url = redis_url or os.environ.get("CLAIRE_REDIS_URL") or DEFAULT_REDIS
     admin_url = db_url or os.environ.get("CLAIRE_BENCH_PG_URL") or DEFAULT_PG_ADMIN
@@ -298,7 +299,7 @@ def bench_pipeline(n_events: int = 20_000, rate: float | None = None, redis_url:
         synthetic = per_symbol
     speed = rate / events_per_event_s if rate else None
 
-    cfg = BacktestConfig(data=paths, strategy=strategy, run_id=f"bench-{token}")
+    cfg = RunConfig(data=paths, strategy=strategy, run_id=f"bench-{token}")
     ports = {name: _free_port() for name in [*sv.START_ORDER, "account"]}
     db_sqla = None
     state_dir = Path(tempfile.mkdtemp(prefix="claire-bench-"))
@@ -384,7 +385,7 @@ def bench_pipeline(n_events: int = 20_000, rate: float | None = None, redis_url:
             if not payload.startswith(b'{"type":"order_result"'):
                 continue
             f = _fill_decoder.decode(payload)
-            if f.status in FILL_STATUSES:
+            if f.status in FILL_STATUS_VALUES:
                 fills.append((f.id, f.seq, _id_ms(mid)))
         final_ms = None
         for mid, payload in _read_stream(client, prefix + SNAPSHOTS):
@@ -457,7 +458,7 @@ def bench_pipeline(n_events: int = 20_000, rate: float | None = None, redis_url:
 
 def _wait_healthy(spec: dict[str, Any], services: list[tuple[str, int]], procs: list[subprocess.Popen],
                   timeout: float) -> None:
-    from claire.services.supervisor import port_of
+    from claire.runtime.distributed.supervisor import port_of
 
     deadline = time.monotonic() + timeout
     waiting = {port_of(spec, name, rep) for name, rep in services}
@@ -502,7 +503,7 @@ def _redis_info(client: Any) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m claire.services.bench",
+    ap = argparse.ArgumentParser(prog="python -m claire.benchmarks.pipeline",
                                  description="Throughput, latency and memory of the distributed pipeline.")
     ap.add_argument("--events", type=int, default=20_000, help="synthetic market events (default 20000)")
     ap.add_argument("--rate", type=float, default=None, help="market events per second (default: max)")
@@ -523,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     rate = f" --rate {a.rate:g}" if a.rate else ""
     files = "".join(f" --data {p}" for p in a.data or [])
     topo = " --topology account" if a.topology == "account" else ""
-    cmd = f"python -m claire.services.bench --events {a.events}{rate}{files}{topo} --json"
+    cmd = f"python -m claire.benchmarks.pipeline --events {a.events}{rate}{files}{topo} --json"
     res["command"] = cmd
     if a.json:
         print(json.dumps(res))

@@ -38,10 +38,8 @@ from claire.events import (
     encode,
 )
 from claire.events.time import NS_PER_SEC
-from claire.services.metrics import ServiceMetrics
-from claire.services.stages import (
+from claire.events.topics import (
     ALERTS,
-    MARKET,
     MARKET_DATA,
     ORDER_RESULTS,
     ORDERS,
@@ -51,16 +49,14 @@ from claire.services.stages import (
     RISK_EVENTS,
     SIGNALS,
     SNAPSHOTS,
-    Out,
-    partition_of,
-    partition_stream,
-    with_seq,
 )
+from claire.runtime.distributed.stages import MARKET, Out, partition_of, partition_stream, with_seq
+from claire.runtime.metrics import ServiceMetrics
 
 __all__ = ["MARKET", "Bar", "GroupConsumer", "MarketDataService", "Order", "ReportService", "ServiceLoop",
            "StageService", "WriterService", "stage_inputs"]
 
-log = logging.getLogger("claire.services")
+log = logging.getLogger("claire.runtime.distributed")
 
 _json = msgspec.json.Encoder()
 

@@ -4,56 +4,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from claire.engine.core import EventClock, TradingCore
-from claire.events import Bar, Event, IdFactory, QuoteTick, TradeTick
-from claire.execution import ExecutionConfig, FillMode, PaperExecution
+from claire.engine.core import TradingCore
+from claire.engine.kernel import RunConfig, build_core
+from claire.events import Bar, Event, QuoteTick, TradeTick
 from claire.portfolio import Portfolio
 from claire.reporting import Recorder, RoundTrip, summarize
 from claire.reporting.runfiles import write_run_files
-from claire.risk import RiskConfig, RiskManager
-from claire.strategy.engine import SignalEngine
-from claire.strategy.registry import load_strategy
 
 
 @dataclass
-class BacktestConfig:
-    data: list[str | Path] = field(default_factory=list)
-    symbol: str | None = None
-    strategy: str = "sma_cross"
-    params: dict[str, Any] = field(default_factory=dict)
-    quantity: Decimal | None = None
-    fee_bps: Decimal = Decimal(10)  # taker fee
-    maker_fee_bps: Decimal | None = None  # default: same as fee_bps
-    slippage_bps: Decimal = Decimal(0)
-    fill: str = "next_open"
-    risk: str = "default"  # "default" (limits from env / flags) or "none"
-    risk_config: RiskConfig | None = None  # limits; `quantity` and `risk` above override
-    start_cash: Decimal = Decimal(100_000)
-    max_volume_share: Decimal | None = Decimal("0.25")
-    max_quote_share: Decimal | None = Decimal(1)
-    out: str | Path | None = None
-    run_id: str | None = None
-    db_url: str | None = None
-
-    def run_key(self) -> str:
-        if self.run_id:
-            return self.run_id
-        import hashlib
-
-        names = ",".join(Path(p).name for p in self.data)
-        key = f"{self.strategy}:{sorted(self.params.items())}:{names}:{self.quantity}:{self.fill}:{self.risk}"
-        return f"run-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
-
-
-@dataclass
-class BacktestResult:
-    config: BacktestConfig
+class RunResult:
+    config: RunConfig
     recorder: Recorder
     portfolio: Portfolio
     summary: dict[str, Any]
@@ -74,31 +41,6 @@ class BacktestResult:
         return self.portfolio.equity()
 
 
-def build_core(cfg: BacktestConfig, emit: Callable[[Event], Any], ids: IdFactory | None = None) -> TradingCore:
-    """The same core for every runtime, configured from one config object."""
-    ids = ids or IdFactory(cfg.run_key())
-    clock = EventClock()
-    strategy_cls = load_strategy(cfg.strategy)
-    signals = SignalEngine(strategy_cls, cfg.params, ids)
-    portfolio = Portfolio(cfg.start_cash, ids)
-    ex_cfg = ExecutionConfig(
-        fill=FillMode(cfg.fill), slippage_bps=cfg.slippage_bps, taker_fee_bps=cfg.fee_bps,
-        maker_fee_bps=cfg.maker_fee_bps if cfg.maker_fee_bps is not None else cfg.fee_bps,
-        max_volume_share=cfg.max_volume_share, max_quote_share=cfg.max_quote_share,
-    )
-    execution = PaperExecution(ex_cfg, ids, clock)
-    base = cfg.risk_config or RiskConfig()
-    overrides: dict[str, Any] = {"enabled": cfg.risk != "none", "expected_slippage_bps": cfg.slippage_bps,
-                                 "fee_bps": cfg.fee_bps}
-    if cfg.quantity is not None:
-        overrides["quantity"] = cfg.quantity
-    import msgspec
-
-    risk_cfg = msgspec.structs.replace(base, **overrides)
-    risk = RiskManager(risk_cfg, portfolio, ids, clock)
-    return TradingCore(signals, risk, execution, portfolio, clock, emit)
-
-
 def run_events(core: TradingCore, events: Iterable[Bar | TradeTick | QuoteTick],
                progress: Callable[[int], Any] | None = None, every: int = 10_000) -> int:
     """Feed market events to the core. Returns how many were processed."""
@@ -113,9 +55,9 @@ def run_events(core: TradingCore, events: Iterable[Bar | TradeTick | QuoteTick],
             return core.processed
 
 
-def run_backtest(cfg: BacktestConfig, events: Iterable[Bar | TradeTick | QuoteTick] | None = None,
+def run_backtest(cfg: RunConfig, events: Iterable[Bar | TradeTick | QuoteTick] | None = None,
                  progress: Callable[[int], Any] | None = None, forward: Callable[[Event], Any] | None = None,
-                 ) -> BacktestResult:
+                 ) -> RunResult:
     """Replay ``events`` (default: the files of ``cfg.data``) through the core."""
     if events is None:
         from claire.marketdata import open_market_data
@@ -133,10 +75,10 @@ def run_backtest(cfg: BacktestConfig, events: Iterable[Bar | TradeTick | QuoteTi
         "symbols": sorted(core.signals.strategies),
     })
     out = write_run_files(cfg.out, recorder, summary) if cfg.out else None
-    return BacktestResult(cfg, recorder, core.portfolio, summary, n, seconds, out)
+    return RunResult(cfg, recorder, core.portfolio, summary, n, seconds, out)
 
 
-def run_backtest_cli(cfg: BacktestConfig, progress: bool = True, console: Any = None) -> dict[str, Any]:
+def run_backtest_cli(cfg: RunConfig, progress: bool = True, console: Any = None) -> dict[str, Any]:
     """`claire backtest`: load with a progress bar, replay, write run files (and the database)."""
     from rich.progress import (
         BarColumn,
@@ -172,8 +114,8 @@ def run_backtest_cli(cfg: BacktestConfig, progress: bool = True, console: Any = 
         if writer is not None:
             writer.close(end_run=True)
     if writer is not None:
-        from claire.reporting.performance import performance_rows
-        from claire.storage.performance import write_performance
+        from claire.reporting.period_metrics import performance_rows
+        from claire.storage.performance_metrics import write_performance
 
         write_performance(writer.db, cfg.run_key(), performance_rows(result.recorder, result.portfolio, result.summary))
         writer.db.dispose()

@@ -39,10 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
-
-import msgspec
 
 from claire.events import (
     Bar,
@@ -59,6 +56,7 @@ from claire.events import (
 )
 from claire.events.ids import BoundedSet
 from claire.events.time import NS_PER_DAY
+from claire.execution.config import ExecutionConfig, FillMode
 
 ZERO = Decimal(0)
 BPS = Decimal(10_000)
@@ -81,29 +79,6 @@ def _later(lst: list[tuple[_Working, Decimal]] | None, w: _Working, limit: Decim
     return lst
 
 
-class FillMode(StrEnum):
-    NEXT_OPEN = "next_open"
-    CLOSE = "close"
-
-
-class ExecutionConfig(msgspec.Struct, frozen=True, kw_only=True):
-    fill: FillMode = FillMode.NEXT_OPEN
-    slippage_bps: Decimal = ZERO
-    taker_fee_bps: Decimal = Decimal(10)
-    maker_fee_bps: Decimal = Decimal(10)
-    max_volume_share: Decimal | None = Decimal("0.25")  # None: no volume limit on bars
-    max_quote_share: Decimal | None = Decimal(1)  # None: no size limit on quotes
-
-    def __post_init__(self) -> None:
-        for name in ("slippage_bps", "taker_fee_bps", "maker_fee_bps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"`{name}` must be >= 0")
-        for name in ("max_volume_share", "max_quote_share"):
-            v = getattr(self, name)
-            if v is not None and not (0 < v <= 1):
-                raise ValueError(f"`{name}` must be within (0, 1], got {v}")
-
-
 class _Working:
     """An order the exchange holds, with what is done of it."""
 
@@ -118,7 +93,7 @@ class _Working:
         self.rested = False
 
 
-class PaperExecution:
+class ExchangeSimulator:
     def __init__(self, config: ExecutionConfig | None = None, ids: IdFactory | None = None,
                  clock: Callable[[], int] | None = None) -> None:
         self.config = config or ExecutionConfig()

@@ -11,9 +11,9 @@ from claire.events import IdFactory
 from claire.portfolio import Portfolio
 from claire.reporting import Recorder, summarize
 from claire.reporting.runfiles import write_run_files
-from claire.services.app import config_from_spec
-from claire.services.runner import ReportService
-from claire.services.stages import PortfolioStage
+from claire.runtime.distributed.app import config_from_spec
+from claire.runtime.distributed.runner import ReportService
+from claire.runtime.distributed.stages import PortfolioStage
 
 
 def wait_and_report(spec: dict[str, Any], timeout: float = 3600, console: Any = None) -> dict[str, Any]:
@@ -43,9 +43,9 @@ def wait_and_report(spec: dict[str, Any], timeout: float = 3600, console: Any = 
         "events": stage.cur,
     })
     if spec.get("database_url"):
-        from claire.reporting.performance import performance_rows
+        from claire.reporting.period_metrics import performance_rows
         from claire.storage import Database
-        from claire.storage.performance import write_performance
+        from claire.storage.performance_metrics import write_performance
 
         db = Database(spec["database_url"])
         try:

@@ -128,8 +128,8 @@ def time_imports(mods: list[str]) -> tuple[float, int]:
 def run_in_process(files: list[Path], strategy: str, risk: str, out: Path) -> dict[str, Any]:
     """One `claire backtest` in this process, through the command's own functions, phase by phase."""
     from claire.cli.main import make_config
-    from claire.engine.backtest import run_backtest
     from claire.marketdata import open_market_data
+    from claire.runtime.backtest import run_backtest
 
     cfg = make_config(list(files), None, strategy, None, None, "10", None, "0", "next_open", risk, out,
                       "100000", "0.25")

@@ -17,16 +17,13 @@ import msgspec
 
 from claire.bus import make_bus
 from claire.bus.base import Bus
-from claire.engine.backtest import BacktestConfig, build_core
+from claire.engine.kernel import RunConfig, build_core
 from claire.events import IdFactory
+from claire.events.topics import PIPE_RESULTS, PIPE_SIGNALS
 from claire.portfolio import Portfolio
 from claire.risk import RiskConfig
-from claire.services.http import HealthServer
-from claire.services.metrics import ServiceMetrics
-from claire.services.runner import MarketDataService, StageService, WriterService, stage_inputs
-from claire.services.stages import (
-    PIPE_RESULTS,
-    PIPE_SIGNALS,
+from claire.runtime.distributed.runner import MarketDataService, StageService, WriterService, stage_inputs
+from claire.runtime.distributed.stages import (
     AccountStage,
     ExecutionStage,
     PortfolioStage,
@@ -34,8 +31,10 @@ from claire.services.stages import (
     SignalStage,
     partition_stream,
 )
+from claire.runtime.http import HealthServer
+from claire.runtime.metrics import ServiceMetrics
 
-log = logging.getLogger("claire.services")
+log = logging.getLogger("claire.runtime.distributed")
 
 SERVICES = ["marketdata", "signal", "risk", "execution", "portfolio", "writer", "account"]
 DEFAULT_PORTS = {"marketdata": 8000, "signal": 8001, "risk": 8002, "execution": 8003, "portfolio": 8004, "writer": 8005,
@@ -46,7 +45,7 @@ TOPOLOGIES = ("seeds", "account")
 
 # --- the run spec: everything a service needs, shared by all services of a run ---------------
 
-def spec_from_config(cfg: BacktestConfig, *, bus_url: str, prefix: str, database_url: str | None,
+def spec_from_config(cfg: RunConfig, *, bus_url: str, prefix: str, database_url: str | None,
                      partitions: int = 1, speed: float | None = None, synthetic: int = 0,
                      ports: dict[str, int] | None = None, topology: str = "seeds") -> dict[str, Any]:
     if topology not in TOPOLOGIES:
@@ -76,14 +75,14 @@ def spec_from_config(cfg: BacktestConfig, *, bus_url: str, prefix: str, database
     }
 
 
-def config_from_spec(spec: dict[str, Any]) -> BacktestConfig:
+def config_from_spec(spec: dict[str, Any]) -> RunConfig:
     from claire.strategy.base import coerce_params
     from claire.strategy.registry import load_strategy
 
     b = spec["backtest"]
     D = Decimal
     cls = load_strategy(b["strategy"])
-    return BacktestConfig(
+    return RunConfig(
         data=[Path(p) for p in b["data"]], symbol=b["symbol"], strategy=b["strategy"],
         params=coerce_params(cls, b["params"]),
         quantity=D(b["quantity"]) if b["quantity"] is not None else None,
@@ -156,7 +155,7 @@ def resolve_secrets(spec: dict[str, Any], environ: dict[str, str] | None = None)
     return out
 
 
-def market_events(spec: dict[str, Any], cfg: BacktestConfig) -> Any:
+def market_events(spec: dict[str, Any], cfg: RunConfig) -> Any:
     if spec.get("synthetic"):
         from claire.marketdata import synthetic_bars
 

@@ -1,6 +1,6 @@
 """Tiny throughput benchmark of a bus: publish, then read + ack, in batches.
 
-    python -m claire.bus.bench [redis://127.0.0.1:6379/0] [n]
+    python -m claire.benchmarks.bus [redis://127.0.0.1:6379/0] [n]
 
 ``bench_bus`` measures one bus; ``run_benchmarks`` both implementations over several batch sizes.
 Numbers are single-threaded, one producer then one consumer, on whatever machine runs them.

@@ -1,0 +1,1 @@
+"""The distributed runtime: one process per service over Redis Streams and PostgreSQL."""

@@ -1,0 +1,43 @@
+"""Behaviour pinned: the SHA-256 over the wire encoding of every event a replay of the five bundled
+files emits, for sma_cross and for momentum (default risk limits, default fills). A refactoring
+must leave both unchanged; a deliberate change of behaviour updates them and says why."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from claire.engine.kernel import RunConfig
+from claire.events import encode
+from claire.runtime.backtest import run_backtest
+
+DATA = Path(__file__).resolve().parents[2] / "data"
+FILES = [DATA / f"{s}_USDT-1m.feather" for s in ("BTC", "ETH", "BNB", "SOL", "XRP")]
+
+#: (events, sha256) of a replay with the default configuration of `claire backtest`
+PINNED = {
+    "sma_cross": (64000, "695e72405a1cc6a7a354af224d8236e3fd983cdf0d22f88921e85e348f76b2af"),
+    "momentum": (77116, "1500893dd46f1021aa229b76d67737f2dcbc7aea344bf06a506fa8b649af7176"),
+}
+
+
+def replay_hash(strategy: str) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    count = 0
+
+    def take(ev: object) -> None:
+        nonlocal count
+        count += 1
+        digest.update(encode(ev))
+        digest.update(b"\n")
+
+    run_backtest(RunConfig(data=list(FILES), strategy=strategy), forward=take)
+    return count, digest.hexdigest()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", sorted(PINNED))
+def test_replay_of_the_bundled_files_emits_the_pinned_events(strategy: str) -> None:
+    assert replay_hash(strategy) == PINNED[strategy]
