@@ -18,32 +18,16 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from claire.storage import migrate
+from claire.storage.errors import DatabaseURLError, StorageError, one_line
 from claire.storage.types import json_dumps, json_loads
 
 ENV_URL = "CLAIRE_DATABASE_URL"
 DEFAULT_URL = "sqlite:///claire.db"
 
 
-class StorageError(RuntimeError):
-    """A storage problem with a message fit for one line of CLI output."""
-
-
-class DatabaseURLError(StorageError, ValueError):
-    """The database URL cannot be used."""
-
-
 def default_url() -> str:
     return os.environ.get(ENV_URL) or DEFAULT_URL
-
-
-def one_line(exc: BaseException) -> str:
-    """The first meaningful line of an exception's message (drivers add multi-line detail)."""
-    msg = str(getattr(exc, "orig", None) or exc).strip()
-    for line in msg.splitlines():
-        line = line.strip()
-        if line and not line.startswith("(Background on this error"):
-            return line
-    return type(exc).__name__
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -173,23 +157,15 @@ class Database:
 
     # --- schema ----------------------------------------------------------------------------
     def upgrade(self, to: str = "head") -> str | None:
-        from claire.storage import migrate
-
         return migrate.upgrade(self, to)
 
     def downgrade(self, to: str = "-1") -> str | None:
-        from claire.storage import migrate
-
         return migrate.downgrade(self, to)
 
     def current_revision(self) -> str | None:
-        from claire.storage import migrate
-
         return migrate.current(self)
 
     def is_at_head(self) -> bool:
-        from claire.storage import migrate
-
         return self.current_revision() == migrate.head()
 
     def dispose(self) -> None:

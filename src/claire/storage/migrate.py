@@ -18,6 +18,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.exc import SQLAlchemyError
 
+from claire.storage.errors import StorageError, one_line
+
 if TYPE_CHECKING:
     from claire.storage.database import Database
 
@@ -90,7 +92,6 @@ def resolve_revision(text: str) -> str:
 
 
 def _run(db: Database, fn, *args: Any) -> None:
-    from claire.storage.database import StorageError, one_line
 
     try:
         with db.begin() as conn:
@@ -110,7 +111,6 @@ def downgrade(db: Database, to: str = "-1") -> str | None:
 
 
 def current(db: Database) -> str | None:
-    from claire.storage.database import StorageError, one_line
 
     try:
         with db.connect() as conn:

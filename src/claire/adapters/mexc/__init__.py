@@ -24,9 +24,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from claire.adapters.mexc.capture import CaptureWriter, iter_records, replay_capture
+from claire.adapters.mexc.capture import CaptureWriter, iter_records
 from claire.adapters.mexc.codec import BookTop, KlineUpdate, MexcCodec, bench_decode, decode_frame
-from claire.adapters.mexc.feed import MexcFeed, open_feed, replay_feed
+from claire.adapters.mexc.feed import MexcFeed, open_feed, replay_capture, replay_feed
 from claire.adapters.mexc.models import (
     ConnEvent,
     DataQualityRecord,

@@ -37,7 +37,14 @@ from urllib.parse import urlencode
 
 import msgspec
 
-from claire.adapters.mexc.models import ConnEvent, Frame, ReplayMismatchError, StreamItem
+from claire.adapters.mexc.models import (
+    ConnEvent,
+    Frame,
+    ReplayMismatchError,
+    RestResponse,
+    StreamItem,
+    TransportError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -218,9 +225,7 @@ class ReplayTransport:
             if rec.get("k") == "rest":
                 self._responses[query_key(rec["path"], rec.get("q"))].append(rec)
 
-    async def get(self, path: str, params: dict[str, Any] | None = None):
-        from claire.adapters.mexc.rest import RestResponse, TransportError
-
+    async def get(self, path: str, params: dict[str, Any] | None = None) -> RestResponse:
         key = query_key(path, params)
         queue = self._responses.get(key)
         if not queue:
@@ -242,15 +247,3 @@ def read_start(directory: str | Path, run: int = 0) -> dict[str, Any]:
         if rec.get("k") == "start":
             return rec
     raise ValueError(f"{directory}: the capture has no start record number {run} (not written by MexcFeed?)")
-
-
-def replay_capture(directory: str | Path, run: int = 0, **overrides: Any) -> Iterator[Any]:
-    """The market events of a recorded live run, reproduced by the same feed code (synchronous).
-
-    ``run`` picks the feed start when the directory holds several; ``overrides`` change feed
-    settings (default: those recorded in the start record).
-    """
-    from claire.adapters.mexc.feed import replay_feed
-    from claire.adapters.mexc.sync import iterate_async
-
-    return iterate_async(lambda: replay_feed(directory, run, **overrides).events())

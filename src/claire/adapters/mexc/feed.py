@@ -45,6 +45,7 @@ from claire.adapters.mexc.models import (
 )
 from claire.adapters.mexc.rest import MexcRestClient, TransportError
 from claire.adapters.mexc.stream import END, MexcStream
+from claire.adapters.mexc.sync import iterate_async
 from claire.events import Bar, MarketEvent, TradeTick
 from claire.marketdata.reorder import ReorderBuffer
 
@@ -419,3 +420,12 @@ def replay_feed(directory: str | Path, run: int = 0, **overrides: Any) -> MexcFe
     symbols = opts.pop("symbols", start["symbols"])
     rest = MexcRestClient(transport=ReplayTransport(directory, run), rate_limit=False, sleep=_no_sleep)
     return MexcFeed(symbols, rest=rest, source=_ReplayStream(directory, run), capture=None, **opts)
+
+
+def replay_capture(directory: str | Path, run: int = 0, **overrides: Any) -> Iterator[Any]:
+    """The market events of a recorded live run, reproduced by the same feed code (synchronous).
+
+    ``run`` picks the feed start when the directory holds several; ``overrides`` change feed
+    settings (default: those recorded in the start record).
+    """
+    return iterate_async(lambda: replay_feed(directory, run, **overrides).events())

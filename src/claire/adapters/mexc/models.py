@@ -147,3 +147,16 @@ class ConnEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 
 StreamItem = Frame | ConnEvent
+
+
+class TransportError(Exception):
+    """The request got no HTTP answer (connection refused, timeout, ...)."""
+
+
+class RestResponse(msgspec.Struct, frozen=True):
+    """One REST answer as the client saw it (recorded in captures, replayed by ReplayTransport)."""
+
+    status: int
+    body: bytes
+    retry_after: float | None
+    ts_recv: int

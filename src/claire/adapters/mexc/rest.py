@@ -29,9 +29,11 @@ from claire.adapters.mexc.codec import REST_INTERVAL, REST_INTERVAL_S, BookTop, 
 from claire.adapters.mexc.models import (
     MexcApiError,
     RateLimitError,
+    RestResponse,
     SymbolNotTradingError,
     SymbolRules,
     Ticker24h,
+    TransportError,
     UnknownSymbolError,
 )
 from claire.events import Bar, QuoteTick
@@ -53,17 +55,6 @@ _json = msgspec.json.Decoder(float_hook=Decimal)  # a number the server sends un
 
 def rest_url() -> str:
     return os.environ.get("MEXC_REST_URL") or DEFAULT_REST_URL
-
-
-class TransportError(Exception):
-    """The request got no HTTP answer (connection refused, timeout, ...)."""
-
-
-class RestResponse(msgspec.Struct, frozen=True):
-    status: int
-    body: bytes
-    retry_after: float | None
-    ts_recv: int
 
 
 class Transport(Protocol):
