@@ -46,6 +46,9 @@ _LONG, _SHORT, _FLAT = PositionSide.LONG, PositionSide.SHORT, PositionSide.FLAT
 
 
 class Position:
+    """One symbol's position: signed quantity and cost basis, so a reduce books exactly the
+    realised PnL of the closed part and the rest keeps its average entry (see the module)."""
+
     __slots__ = ("avg", "cost", "fees", "opened_ts", "qty", "realized", "side", "state", "symbol")
 
     def __init__(self, symbol: str) -> None:
@@ -61,10 +64,12 @@ class Position:
 
     @property
     def avg_price(self) -> Decimal:
+        """The average entry price (cost basis / quantity, to 1e-12): what reports show."""
         return self.avg
 
     def apply(self, side: Side, qty: Decimal, price: Decimal, fee: Decimal, ts: int) -> Decimal:
-        """Apply one fill; returns the realized PnL of this fill (before fees)."""
+        """Apply one fill; returns the realized PnL of this fill (before fees), which the
+        portfolio adds to its own total so both stay in step."""
         realized = self._apply(side, qty, price, fee, ts)
         self._derive()
         self.state = None
@@ -112,7 +117,10 @@ class Position:
 
 
 class Portfolio:
-    """Holds cash and positions; emits snapshots. ``start_cash`` in the quote currency (USDT)."""
+    """Holds cash and positions; emits snapshots. ``start_cash`` in the quote currency (USDT).
+
+    The one owner of the account's state: fills change it, market data marks it, and everything
+    else (the risk manager through ``PortfolioView``, reports through snapshots) only reads it."""
 
     def __init__(self, start_cash: Decimal = Decimal(100_000), ids: IdFactory | None = None,
                  snapshot_interval_ns: int = NS_PER_MIN) -> None:
@@ -146,6 +154,7 @@ class Portfolio:
 
     # --- queries used by the risk manager -------------------------------------------------
     def equity(self) -> Decimal:
+        """Cash plus the open positions marked to market: the base of every limit and of PnL."""
         eq = self.cash
         marks = self.marks
         for sym, pos in self.open.items():
@@ -153,7 +162,8 @@ class Portfolio:
         return eq
 
     def equity_and_exposure(self) -> tuple[Decimal, Decimal]:
-        """``(equity(), total_exposure())`` in one pass (the same sums, in the same order)."""
+        """``(equity(), total_exposure())`` in one pass (the same sums, in the same order): the
+        risk manager needs both for every signal, and one loop over the positions is cheaper."""
         eq = self.cash
         total = ZERO
         marks = self.marks
@@ -164,14 +174,17 @@ class Portfolio:
         return eq, total
 
     def position_qty(self, symbol: str) -> Decimal:
+        """The signed quantity held of ``symbol``, 0 when flat: tells whether an order reduces it."""
         pos = self.open.get(symbol)
         return pos.qty if pos is not None else ZERO
 
     def exposure(self, symbol: str) -> Decimal:
+        """One symbol's absolute position value at its mark (the per-symbol limit's measure)."""
         pos = self.open.get(symbol)
         return abs(pos.qty) * self.marks[symbol] if pos is not None else ZERO
 
     def total_exposure(self) -> Decimal:
+        """The absolute value of all positions at their marks (the total-exposure limit's measure)."""
         marks = self.marks
         total = ZERO
         for sym, pos in self.open.items():
@@ -179,6 +192,7 @@ class Portfolio:
         return total
 
     def unrealized(self) -> Decimal:
+        """Open positions' PnL at their marks: equity minus cash minus the cost basis, for reports."""
         marks = self.marks
         total = ZERO
         for sym, pos in self.open.items():
@@ -186,17 +200,23 @@ class Portfolio:
         return total
 
     def drawdown(self, equity: Decimal | None = None) -> Decimal:
+        """How far equity (``equity`` if given, saving a pass) is below the high-water mark, as a
+        share of it: the circuit breaker's measure (R5)."""
         eq = self.equity() if equity is None else equity
         hwm = eq if eq > self.hwm else self.hwm
         return (hwm - eq) / hwm if hwm > 0 else ZERO
 
     def daily_loss_pct(self, equity: Decimal | None = None) -> Decimal:
+        """Today's loss as a share of the day's start equity (``equity`` if given, saving a pass):
+        the daily drawdown limit's measure (R3)."""
         eq = self.equity() if equity is None else equity
         start = self.day_start_equity
         return (start - eq) / start if start > 0 else ZERO
 
     # --- inputs ---------------------------------------------------------------------------
     def on_bar(self, bar: Bar) -> PortfolioSnapshot | None:
+        """Mark the symbol to the bar's close; returns the periodic snapshot that came due before it
+        (taken first, so it shows the state up to its boundary)."""
         ts = bar.ts_event
         if ts > self.next_snapshot:  # once per interval of event time
             snap = self._periodic(ts)
@@ -206,26 +226,31 @@ class Portfolio:
         return None
 
     def on_trade(self, tick: TradeTick) -> PortfolioSnapshot | None:
+        """Mark the symbol to the trade's price; returns the periodic snapshot due before it."""
         ts = tick.ts_event
         snap = self._periodic(ts) if ts > self.next_snapshot else None
         self.marks[tick.symbol] = tick.price
         return snap
 
     def on_quote(self, quote: QuoteTick) -> PortfolioSnapshot | None:
+        """Mark the symbol to the quote's mid (neither side's price: a position is valued fairly);
+        returns the periodic snapshot due before it."""
         ts = quote.ts_event
         snap = self._periodic(ts) if ts > self.next_snapshot else None
         self.marks[quote.symbol] = (quote.bid + quote.ask) / TWO
         return snap
 
     def on_market(self, ev: Bar | TradeTick | QuoteTick) -> PortfolioSnapshot | None:
-        if type(ev) is Bar:
-            return self.on_bar(ev)
-        if type(ev) is QuoteTick:
+        """Any market event: the one entry point of the tick path (bars come through ``on_bar``)."""
+        if isinstance(ev, QuoteTick):
             return self.on_quote(ev)
-        return self.on_trade(ev)
+        if isinstance(ev, TradeTick):
+            return self.on_trade(ev)
+        return self.on_bar(ev)
 
     def on_fill(self, fill: OrderResult) -> tuple[PortfolioSnapshot, ...]:
-        """Apply a fill; returns the snapshots it causes (a due periodic one, then the fill's)."""
+        """Apply a fill; returns the snapshots it causes (a due periodic one, then the fill's), so
+        every change of the account is recorded the moment it happens."""
         if not fill.is_fill:
             return ()
         sym = fill.symbol
@@ -234,6 +259,8 @@ class Portfolio:
             pos = self.positions[sym] = Position(sym)
         qty = fill.quantity
         price = fill.price
+        if price is None:  # a fill status always carries its price: a broken event, not a fill
+            raise ValueError(f"fill {fill.id} has no price")
         fee = fill.fee
         with localcontext() as ctx:
             ctx.prec = 50
@@ -271,6 +298,8 @@ class Portfolio:
         return self.snapshot(boundary, "periodic")
 
     def snapshot(self, ts: int, reason: str, cause: str | None = None) -> PortfolioSnapshot:
+        """The portfolio at ``ts`` as an event (``reason``: fill, periodic, final); also rolls the
+        UTC day and the high-water mark, which move only at snapshots so every runtime agrees."""
         cash = self.cash
         equity = cash
         open_ = self.open
@@ -278,7 +307,7 @@ class Portfolio:
             marks = self.marks
             unreal = ZERO
             exposure = ZERO
-            states = []
+            states: list[PositionState] = []
             append = states.append
             for sym, pos in open_.items():
                 mark = marks[sym]
@@ -367,6 +396,7 @@ class Portfolio:
 
     # --- state for restart ----------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
+        """Everything needed to continue after a restart exactly where it stopped (JSON values)."""
         return {
             "cash": str(self.cash), "realized": str(self.realized), "fees": str(self.fees),
             "positions": {
@@ -382,6 +412,7 @@ class Portfolio:
         }
 
     def set_state(self, st: dict[str, Any]) -> None:
+        """Restore ``get_state``'s output: the restarted portfolio emits what the old one would have."""
         D = Decimal
         self.cash, self.realized, self.fees = D(st["cash"]), D(st["realized"]), D(st["fees"])
         self.positions, self.open = {}, {}

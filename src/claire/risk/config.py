@@ -34,6 +34,9 @@ TripAction = Literal["reduce_only", "flatten"]
 
 
 class RiskConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """The risk limits of one run, validated once at construction: frozen, so a decision can never
+    see limits change under it, and recorded with every ``RiskEvent`` (``as_dict``)."""
+
     enabled: bool = True  # False: `--risk none`, orders are sized but no limit is checked
     data_stale_timeout_sec: Decimal = Decimal(60)  # R1
     max_position_pct: Decimal = Decimal("0.10")  # R2
@@ -74,4 +77,6 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"`quantity` must be > 0, got {self.quantity}")
 
     def as_dict(self) -> dict[str, Any]:
-        return msgspec.to_builtins(self)
+        """The limits as plain JSON values: every ``RiskEvent`` records the config it was decided under."""
+        d: dict[str, Any] = msgspec.to_builtins(self)
+        return d

@@ -24,6 +24,12 @@ a limit is rejected, not shrunk. A close is sized to the position; with no posit
 working entry on the other side it is a reduce-only order of that entry's size (execution then
 cancels the entry).
 
+Shape: ``_decide`` builds one ``Decision`` (``risk/checks.py``) per signal, runs the sizing
+(``_check_size``) and then ``_R1_TO_R7`` (one method per check, ``_check_data_quality`` ...
+``_check_spread``), and stops at the first that returns a ``Fail`` (``None`` is a pass); no
+exception is used for control flow. The portfolio is read through ``PortfolioView``
+(``portfolio/view.py``), never written.
+
 Every decision, pass or fail, is one ``RiskEvent`` with the deciding check, its value and
 limit, every check evaluated, the portfolio state and the config. Changes of trading state are
 ``RiskEvent`` (check ``state``) plus an ``Alert``.
@@ -60,7 +66,8 @@ from claire.events import (
 )
 from claire.events.ids import BoundedSet
 from claire.events.time import NS_PER_DAY, NS_PER_SEC
-from claire.portfolio import Portfolio
+from claire.portfolio.view import PortfolioView
+from claire.risk.checks import WAIT, Decision, Fail
 from claire.risk.config import RiskConfig
 
 ZERO = Decimal(0)
@@ -68,6 +75,7 @@ ONE = Decimal(1)
 TWO = Decimal(2)
 BPS = Decimal(10_000)
 Q6 = Decimal("0.000001")
+_INF = Decimal("Infinity")
 _EMPTY: tuple[Event, ...] = ()
 _replace = msgspec.structs.replace
 
@@ -101,18 +109,17 @@ class _Working:
         self.symbol, self.side, self.leaves, self.ref, self.reduce_only = symbol, side, leaves, ref, reduce_only
 
 
-class _Reject(Exception):
-    def __init__(self, check: RiskCheck, reason: str, value: Decimal | None = None,
-                 limit: Decimal | None = None, action: RiskAction = _REJECTED) -> None:
-        self.check, self.reason, self.value, self.limit, self.action = check, reason, value, limit, action
-
-
 def _r(x: Decimal) -> Decimal:
     return x.quantize(Q6) if x.is_finite() else x
 
 
 class RiskManager:
-    def __init__(self, config: RiskConfig, portfolio: Portfolio, ids: IdFactory | None = None,
+    """The gate between signals and orders (P3): R1-R7 in the seeds' order on every signal, the
+    trading state (active / halted / circuit broken) from the portfolio's snapshots, and the
+    working orders it approved. A deterministic state machine on event time, so a replay decides
+    exactly as the live run did; every decision is recorded as a ``RiskEvent`` (see the module)."""
+
+    def __init__(self, config: RiskConfig, portfolio: PortfolioView, ids: IdFactory | None = None,
                  clock: Callable[[], int] | None = None) -> None:
         self.config = config
         self.portfolio = portfolio
@@ -136,6 +143,7 @@ class RiskManager:
         self._stale_ns = int(config.data_stale_timeout_sec * NS_PER_SEC)
         self._delay_ns = int(config.spread_delay_sec * NS_PER_SEC)
         self._fee = config.fee_bps / BPS
+        self._model_slippage = config.expected_slippage_bps / BPS  # R6: the execution model's slippage
         self._cash_factor = ONE + config.expected_slippage_bps / BPS + Decimal("0.01")
         #: a trip may close positions: orders can come out of on_snapshot (the portfolio's feedback)
         self.flattens = config.enabled and "flatten" in (config.circuit_breaker_action, config.daily_drawdown_action)
@@ -143,14 +151,18 @@ class RiskManager:
 
     # --- market data ----------------------------------------------------------------------
     def on_bar(self, bar: Bar) -> tuple[Event, ...]:
+        """Remember the bar: R1 (staleness) and R6 (drift from the last price) read it."""
         self.last[bar.symbol] = bar
         return _EMPTY
 
     def on_trade(self, tick: TradeTick) -> tuple[Event, ...]:
+        """Remember the trade: R1 and R6 read the last market event of the symbol."""
         self.last[tick.symbol] = tick
         return _EMPTY
 
     def on_quote(self, quote: QuoteTick) -> tuple[Event, ...] | list[Event]:
+        """Remember the quote (R1, R6, R7) and retry the symbol's signals waiting for a narrower
+        spread: a new quote is the only thing that can narrow it."""
         sym = quote.symbol
         self.last[sym] = quote
         if sym in self.delayed:
@@ -158,6 +170,7 @@ class RiskManager:
         return _EMPTY
 
     def on_market(self, ev: Bar | TradeTick | QuoteTick) -> tuple[Event, ...] | list[Event]:
+        """Any market event: the one entry point of the tick path."""
         if type(ev) is QuoteTick:
             return self.on_quote(ev)
         self.last[ev.symbol] = ev
@@ -204,6 +217,8 @@ class RiskManager:
 
     # --- portfolio feedback: trading state transitions ------------------------------------
     def on_snapshot(self, snap: PortfolioSnapshot) -> list[Event]:
+        """The portfolio's feedback: trip R5 or R3 (or lift a halt on a new UTC day) as soon as a
+        snapshot shows it, not only at the next signal, so a flatten happens at the trip."""
         state = self.state
         if state is _BROKEN or not self.config.enabled or (
                 state is _ACTIVE and not snap.drawdown_pct and snap.equity >= snap.day_start_equity):
@@ -309,6 +324,8 @@ class RiskManager:
 
     # --- signals --------------------------------------------------------------------------
     def on_signal(self, sig: Signal) -> list[Event]:
+        """Decide a strategy's signal: its ``RiskEvent`` (and the ``Order`` if approved). A
+        redelivered signal (same id) is a no-op, so a restart or a bus retry never doubles an order."""
         if not self.seen.add_new(sig.id):
             return []  # redelivered
         clock = self.clock
@@ -335,147 +352,40 @@ class RiskManager:
         return out
 
     def _decide(self, sig: Signal, now: int, market_ts: int, first: bool, deadline: int | None = None) -> list[Event]:
+        """Size the order, run R1-R7 in order and stop at the first ``Fail``: one ``RiskEvent``
+        (plus the ``Order`` if approved), after any trading-state events the checks caused."""
         self._pf_cache = None  # the portfolio dict is computed at most once per decision
         cfg = self.config
         pf = self.portfolio
-        checks: list[CheckResult] = []
-        out: list[Event] = []
-        sym = sig.symbol
-        price = sig.price
-        equity, exposure = pf.equity_and_exposure()
-        pf_values = (equity, exposure)  # for the portfolio dict of the decision's events
-        pos_qty = pf.position_qty(sym)
-        requested = sig.quantity if sig.quantity is not None else cfg.quantity
-        binding = _ALL
-        qty = ZERO
-        try:
-            qty, requested, reducing, working = self._size(sig, pos_qty, requested, equity)
+        d = Decision(sig, now, market_ts, first, deadline, pf.equity_and_exposure(), pf.position_qty(sig.symbol),
+                     sig.quantity if sig.quantity is not None else cfg.quantity)
+        fail = self._check_size(d)
+        if fail is None:
             if not cfg.enabled:
-                if qty <= 0:
-                    raise _Reject(_SIZING, "order size is zero")
-                return self._approve(sig, qty, requested, now, _ALL, checks, out, "risk checks off", reducing,
-                                     pf_values)
-
-            # R1 data quality / stale data
-            age = _AGE0 if now == market_ts else Decimal(now - market_ts) / NS_PER_SEC
-            last = self.last.get(sym)
-            if age > cfg.data_stale_timeout_sec:
-                checks.append(CheckResult(check=_DATA_QUALITY, passed=False, value=age, limit=cfg.data_stale_timeout_sec))
-                raise _Reject(_DATA_QUALITY, f"market data is stale ({age}s old): signal ignored",
-                              age, cfg.data_stale_timeout_sec)
-            if type(last) is QuoteTick and last.bid >= last.ask:
-                checks.append(CheckResult(check=_DATA_QUALITY, passed=False, note="crossed quote"))
-                raise _Reject(_DATA_QUALITY, f"invalid market data: crossed quote bid {last.bid} >= ask {last.ask}")
-            checks.append(CheckResult(check=_DATA_QUALITY, passed=True, value=age, limit=cfg.data_stale_timeout_sec))
-
-            # R2 position limit (measured against equity after the order's fee)
-            if reducing:
-                checks.append(_R2_REDUCES)
+                if d.qty > 0:
+                    return self._approve(d, "risk checks off")
+                fail = Fail(_SIZING, "order size is zero")
             else:
-                qty, bound = self._share_limit(_POSITION_LIMIT, (abs(pos_qty) + working) * price, qty, price, equity,
-                                               cfg.max_position_pct, requested is None, checks,
-                                               "position would be {pct}% of equity, limit {limit}%",
-                                               "position limit")
-                binding = bound or binding
+                for check in _R1_TO_R7:
+                    fail = check(self, d)
+                    if fail is not None:
+                        break
+                else:
+                    return self._approve(d, "all checks passed")
+        if fail is WAIT:
+            return d.out  # a delayed signal keeps waiting: decided later
+        d.out.append(self._risk_event(sig, now, fail.check, fail.action, False, fail.value, fail.limit,
+                                      fail.reason, d.checks, d.requested, None, None, d.pf_values))
+        return d.out
 
-            # R3 daily drawdown (a signal at 00:00 UTC belongs to the new day, whose start the
-            # portfolio has not recorded yet: no loss today so far)
-            loss = pf.daily_loss_pct(equity) if now // NS_PER_DAY == pf.day else ZERO
-            if self.state is _HALTED and now // NS_PER_DAY != self.halted_day:
-                out += self._transition(_ACTIVE, now, _DAILY_DRAWDOWN,
-                                        "new UTC day: daily drawdown halt lifted", None, None)
-            if self.state is _ACTIVE and loss >= cfg.max_daily_drawdown_pct:
-                out += self._transition(_HALTED, now, _DAILY_DRAWDOWN,
-                                        "daily loss reached the limit: trading halted for the rest of the UTC day",
-                                        loss, cfg.max_daily_drawdown_pct)
-            halted = self.state is _HALTED
-            ok = not halted or reducing
-            checks.append(CheckResult(check=_DAILY_DRAWDOWN, passed=ok, value=_r(loss),
-                                      limit=cfg.max_daily_drawdown_pct,
-                                      note="halted, order reduces the position" if halted and ok else ""))
-            if not ok:
-                raise _Reject(_DAILY_DRAWDOWN,
-                              f"trading halted for the day: daily loss {_r(loss * 100)}% >= {cfg.max_daily_drawdown_pct * 100}%",
-                              _r(loss), cfg.max_daily_drawdown_pct)
-
-            # R4 total exposure
-            if reducing:
-                checks.append(_R4_REDUCES)
-            else:
-                qty, bound = self._share_limit(_TOTAL_EXPOSURE, exposure + self._open_notional, qty, price, equity,
-                                               cfg.max_total_exposure_pct, requested is None, checks,
-                                               "total exposure would be {pct}% of equity, limit {limit}%: new orders blocked",
-                                               "total exposure limit")
-                binding = bound or binding
-
-            # R5 circuit breaker
-            dd = self._cb_drawdown(equity)
-            if self.state is not _BROKEN and dd >= cfg.circuit_breaker_threshold_pct:
-                out += self._transition(_BROKEN, now, _CIRCUIT_BREAKER,
-                                        "drawdown from the high-water mark reached the circuit breaker",
-                                        dd, cfg.circuit_breaker_threshold_pct)
-            broken = self.state is _BROKEN
-            ok = not broken or reducing
-            checks.append(CheckResult(check=_CIRCUIT_BREAKER, passed=ok, value=_r(dd), limit=cfg.circuit_breaker_threshold_pct,
-                                      note="circuit broken, order reduces the position" if broken and ok else ""))
-            if not ok:
-                raise _Reject(_CIRCUIT_BREAKER,
-                              f"circuit breaker tripped (drawdown {_r(dd * 100)}%): trading stopped until reset",
-                              _r(dd), cfg.circuit_breaker_threshold_pct)
-
-            # R6 expected slippage: model slippage + half the spread + drift since the decision
-            expected = cfg.expected_slippage_bps / BPS
-            spread = None
-            if type(last) is QuoteTick:
-                mid = (last.bid + last.ask) / TWO
-                spread = (last.ask - last.bid) / mid
-                touch = last.ask if sig.side is _BUY else last.bid
-                expected += abs(touch - price) / price
-            elif last is not None:
-                expected += abs(last.price - price) / price
-            ok = expected <= cfg.max_slippage_pct
-            checks.append(CheckResult(check=_SLIPPAGE, passed=ok, value=_r(expected), limit=cfg.max_slippage_pct))
-            if not ok:
-                raise _Reject(_SLIPPAGE,
-                              f"expected slippage {_r(expected * 100)}% > {cfg.max_slippage_pct * 100}%: order rejected",
-                              _r(expected), cfg.max_slippage_pct)
-
-            # R7 spread
-            if spread is None:
-                checks.append(_R7_NO_QUOTE)
-            elif deadline is not None and now >= deadline:
-                checks.append(CheckResult(check=_SPREAD, passed=False, value=_r(spread), limit=cfg.max_spread_pct))
-                raise _Reject(_SPREAD, f"spread stayed wider than {cfg.max_spread_pct * 10000} bps after waiting "
-                              f"{cfg.spread_delay_sec}s: order rejected", _r(spread), cfg.max_spread_pct)
-            else:
-                ok = spread <= cfg.max_spread_pct
-                checks.append(CheckResult(check=_SPREAD, passed=ok, value=_r(spread), limit=cfg.max_spread_pct))
-                if not ok:
-                    dl = deadline if deadline is not None else now + self._delay_ns
-                    if now < dl and self._delay_ns > 0:
-                        self.delayed.setdefault(sym, []).append((sig, dl))
-                        if first:
-                            raise _Reject(_SPREAD,
-                                          f"spread {_r(spread * 10000)} bps > {cfg.max_spread_pct * 10000} bps: "
-                                          f"order delayed up to {cfg.spread_delay_sec}s for a narrower spread",
-                                          _r(spread), cfg.max_spread_pct, _DELAYED)
-                        return out  # still waiting: decided later
-                    raise _Reject(_SPREAD,
-                                  f"spread {_r(spread * 10000)} bps > {cfg.max_spread_pct * 10000} bps"
-                                  + (" after waiting: order rejected" if not first else ": order rejected"),
-                                  _r(spread), cfg.max_spread_pct)
-        except _Reject as rej:
-            out.append(self._risk_event(sig, now, rej.check, rej.action, False, rej.value, rej.limit,
-                                        rej.reason, checks, requested, None, None, pf_values))
-            return out
-        return self._approve(sig, qty, requested, now, binding, checks, out, "all checks passed", reducing, pf_values)
-
-    def _size(self, sig: Signal, pos_qty: Decimal, requested: Decimal | None,
-              equity: Decimal) -> tuple[Decimal, Decimal | None, bool, Decimal]:
-        """The order's quantity before the limits: ``(qty, requested, reducing, working)``, with
-        ``working`` the leaves of working opening orders on the signal's side (raises _Reject)."""
+    # --- the checks, in the order _decide runs them: sizing, then R1-R7 ----------------------
+    def _check_size(self, d: Decision) -> Fail | None:
+        """Sizing: the order's quantity before the limits (``d.qty``), whether it reduces a
+        position (``d.reducing``), the leaves of working opening orders on its side
+        (``d.working``) and the fixed quantity still to buy (``d.requested``)."""
         cfg = self.config
-        sym, side, price = sig.symbol, sig.side, sig.price
+        sig = d.sig
+        sym, side, pos_qty, requested = sig.symbol, sig.side, d.pos_qty, d.requested
         reducing = (pos_qty > 0 and side is _SELL) or (pos_qty < 0 and side is _BUY)
         open_lv = self._open_leaves.get(sym)  # leaves of working opening orders: [buy, sell]
         working = ZERO if open_lv is None else open_lv[0 if side is _BUY else 1]
@@ -484,57 +394,199 @@ class RiskManager:
         elif sig.reduce_only:  # no position to close: a working entry on the other side is cancelled
             qty = ZERO if pos_qty or open_lv is None else open_lv[1 if side is _BUY else 0]
             if not qty:
-                raise _Reject(_SIZING, f"nothing to close: no {sym} position on the other side of a {side.value}")
+                return Fail(_SIZING, f"nothing to close: no {sym} position on the other side of a {side.value}")
             reducing = True
         elif side is _SELL and not cfg.allow_short:
-            raise _Reject(_SIZING, f"no {sym} position to sell and short selling is disabled (spot)")
+            return Fail(_SIZING, f"no {sym} position to sell and short selling is disabled (spot)")
         elif sig.quantity is not None:
             qty = sig.quantity
         elif requested is not None:  # the fixed quantity is the position size: top up to it
             qty = requested = requested - abs(pos_qty) - working
             if qty <= 0:
-                raise _Reject(_SIZING, f"{sym} already holds/works the fixed quantity {cfg.quantity} "
-                              f"(position {abs(pos_qty)}, working {working})")
+                return Fail(_SIZING, f"{sym} already holds/works the fixed quantity {cfg.quantity} "
+                            f"(position {abs(pos_qty)}, working {working})")
         else:
-            qty = self._floor(equity * cfg.max_position_pct / price)
+            qty = self._floor(d.equity * cfg.max_position_pct / sig.price)
         if not reducing and side is _BUY:
-            cash = self.portfolio.cash
-            if self._open_buy_notional:  # what the working buys will take
-                cash -= self._open_buy_notional * self._cash_factor
-            cash_cap = self._floor(cash / (price * self._cash_factor))
+            cash_cap = self._cash_cap(sig.price)
             if qty > cash_cap:
                 if requested is not None and cfg.enabled:
-                    raise _Reject(_SIZING, "not enough cash for the order", qty * price, self.portfolio.cash)
+                    return Fail(_SIZING, "not enough cash for the order", qty * sig.price, self.portfolio.cash)
                 qty = cash_cap
-        return qty, requested, reducing, working
+        d.qty, d.requested, d.reducing, d.working = qty, requested, reducing, working
+        return None
 
-    def _share_limit(self, check: RiskCheck, current: Decimal, qty: Decimal, price: Decimal, equity: Decimal,
-                     limit: Decimal, sized: bool, checks: list[CheckResult], too_big: str,
-                     name: str) -> tuple[Decimal, RiskCheck | None]:
+    def _cash_cap(self, price: Decimal) -> Decimal:
+        """The largest buy at ``price`` the cash pays for, after what the working buys will take."""
+        cash = self.portfolio.cash
+        if self._open_buy_notional:
+            cash -= self._open_buy_notional * self._cash_factor
+        return self._floor(cash / (price * self._cash_factor))
+
+    def _check_data_quality(self, d: Decision) -> Fail | None:
+        """R1: market data older than ``data_stale_timeout_sec`` (measured from the signal's
+        market time) or a crossed quote: the signal is ignored."""
+        now, market_ts = d.now, d.market_ts
+        age = _AGE0 if now == market_ts else Decimal(now - market_ts) / NS_PER_SEC
+        limit = self.config.data_stale_timeout_sec
+        last = d.last = self.last.get(d.sig.symbol)
+        if age > limit:
+            d.checks.append(CheckResult(check=_DATA_QUALITY, passed=False, value=age, limit=limit))
+            return Fail(_DATA_QUALITY, f"market data is stale ({age}s old): signal ignored", age, limit)
+        if type(last) is QuoteTick and last.bid >= last.ask:
+            d.checks.append(CheckResult(check=_DATA_QUALITY, passed=False, note="crossed quote"))
+            return Fail(_DATA_QUALITY, f"invalid market data: crossed quote bid {last.bid} >= ask {last.ask}")
+        d.checks.append(CheckResult(check=_DATA_QUALITY, passed=True, value=age, limit=limit))
+        return None
+
+    def _check_position_limit(self, d: Decision) -> Fail | None:
+        """R2: the symbol's position plus its working entries plus the order within
+        ``max_position_pct`` of equity (after the order's fee); a reducing order always passes."""
+        if d.reducing:
+            d.checks.append(_R2_REDUCES)
+            return None
+        return self._share_limit(d, _POSITION_LIMIT, (abs(d.pos_qty) + d.working) * d.sig.price,
+                                 self.config.max_position_pct,
+                                 "position would be {pct}% of equity, limit {limit}%", "position limit")
+
+    def _check_daily_drawdown(self, d: Decision) -> Fail | None:
+        """R3: today's loss at the limit halts trading for the rest of the UTC day (a new day lifts
+        the halt first); while halted only reducing orders pass."""
+        cfg = self.config
+        pf = self.portfolio
+        now = d.now
+        limit = cfg.max_daily_drawdown_pct
+        # a signal at 00:00 UTC belongs to the new day, whose start the portfolio has not recorded
+        # yet: no loss today so far
+        loss = pf.daily_loss_pct(d.equity) if now // NS_PER_DAY == pf.day else ZERO
+        if self.state is _HALTED and now // NS_PER_DAY != self.halted_day:
+            d.out += self._transition(_ACTIVE, now, _DAILY_DRAWDOWN,
+                                      "new UTC day: daily drawdown halt lifted", None, None)
+        if self.state is _ACTIVE and loss >= limit:
+            d.out += self._transition(_HALTED, now, _DAILY_DRAWDOWN,
+                                      "daily loss reached the limit: trading halted for the rest of the UTC day",
+                                      loss, limit)
+        halted = self.state is _HALTED
+        ok = not halted or d.reducing
+        value = _r(loss)
+        d.checks.append(CheckResult(check=_DAILY_DRAWDOWN, passed=ok, value=value, limit=limit,
+                                    note="halted, order reduces the position" if halted and ok else ""))
+        if ok:
+            return None
+        return Fail(_DAILY_DRAWDOWN, f"trading halted for the day: daily loss {_r(loss * 100)}% >= {limit * 100}%",
+                    value, limit)
+
+    def _check_total_exposure(self, d: Decision) -> Fail | None:
+        """R4: all positions plus all working entries plus the order within
+        ``max_total_exposure_pct`` of equity; a reducing order always passes."""
+        if d.reducing:
+            d.checks.append(_R4_REDUCES)
+            return None
+        return self._share_limit(d, _TOTAL_EXPOSURE, d.exposure + self._open_notional,
+                                 self.config.max_total_exposure_pct,
+                                 "total exposure would be {pct}% of equity, limit {limit}%: new orders blocked",
+                                 "total exposure limit")
+
+    def _check_circuit_breaker(self, d: Decision) -> Fail | None:
+        """R5: the drawdown from the high-water mark (or from the equity at the last reset) at the
+        threshold breaks the circuit until ``reset``; while broken only reducing orders pass."""
+        limit = self.config.circuit_breaker_threshold_pct
+        dd = self._cb_drawdown(d.equity)
+        if self.state is not _BROKEN and dd >= limit:
+            d.out += self._transition(_BROKEN, d.now, _CIRCUIT_BREAKER,
+                                      "drawdown from the high-water mark reached the circuit breaker", dd, limit)
+        broken = self.state is _BROKEN
+        ok = not broken or d.reducing
+        value = _r(dd)
+        d.checks.append(CheckResult(check=_CIRCUIT_BREAKER, passed=ok, value=value, limit=limit,
+                                    note="circuit broken, order reduces the position" if broken and ok else ""))
+        if ok:
+            return None
+        return Fail(_CIRCUIT_BREAKER, f"circuit breaker tripped (drawdown {_r(dd * 100)}%): trading stopped until reset",
+                    value, limit)
+
+    def _check_slippage(self, d: Decision) -> Fail | None:
+        """R6: the expected slippage (the execution model's, plus the distance from the signal's
+        price to the touch or the last price) above ``max_slippage_pct`` rejects the order.
+        Records the quote's spread for R7."""
+        sig = d.sig
+        price = sig.price
+        last = d.last
+        limit = self.config.max_slippage_pct
+        expected = self._model_slippage
+        if type(last) is QuoteTick:
+            mid = (last.bid + last.ask) / TWO
+            d.spread = (last.ask - last.bid) / mid
+            touch = last.ask if sig.side is _BUY else last.bid
+            expected += abs(touch - price) / price
+        elif last is not None:
+            expected += abs(last.price - price) / price
+        ok = expected <= limit
+        value = _r(expected)
+        d.checks.append(CheckResult(check=_SLIPPAGE, passed=ok, value=value, limit=limit))
+        if ok:
+            return None
+        return Fail(_SLIPPAGE, f"expected slippage {_r(expected * 100)}% > {limit * 100}%: order rejected", value, limit)
+
+    def _check_spread(self, d: Decision) -> Fail | None:
+        """R7: a spread wider than ``max_spread_pct`` delays the signal up to ``spread_delay_sec``
+        (retried on each quote; ``WAIT`` while it still waits), then rejects it. Bar data has no
+        spread: passes."""
+        spread = d.spread
+        if spread is None:
+            d.checks.append(_R7_NO_QUOTE)
+            return None
+        cfg = self.config
+        limit = cfg.max_spread_pct
+        now, deadline = d.now, d.deadline
+        value = _r(spread)
+        if deadline is not None and now >= deadline:
+            d.checks.append(CheckResult(check=_SPREAD, passed=False, value=value, limit=limit))
+            return Fail(_SPREAD, f"spread stayed wider than {limit * 10000} bps after waiting "
+                        f"{cfg.spread_delay_sec}s: order rejected", value, limit)
+        ok = spread <= limit
+        d.checks.append(CheckResult(check=_SPREAD, passed=ok, value=value, limit=limit))
+        if ok:
+            return None
+        dl = deadline if deadline is not None else now + self._delay_ns
+        if now < dl and self._delay_ns > 0:
+            self.delayed.setdefault(d.sig.symbol, []).append((d.sig, dl))
+            if not d.first:
+                return WAIT
+            return Fail(_SPREAD, f"spread {_r(spread * 10000)} bps > {limit * 10000} bps: "
+                        f"order delayed up to {cfg.spread_delay_sec}s for a narrower spread", value, limit, _DELAYED)
+        return Fail(_SPREAD, f"spread {_r(spread * 10000)} bps > {limit * 10000} bps"
+                    + (" after waiting: order rejected" if not d.first else ": order rejected"), value, limit)
+
+    def _share_limit(self, d: Decision, check: RiskCheck, current: Decimal, limit: Decimal, too_big: str,
+                     name: str) -> Fail | None:
         """R2/R4: ``current`` plus the order, as a share of equity after the order's fee, within
-        ``limit``. A sized order is shrunk to fit (returns the binding check); a fixed one is not."""
+        ``limit``. A sized order is shrunk to fit (``d.binding`` names the check); a fixed one is not."""
         fee = self._fee
-        bound = None
-        if sized:
+        price, equity, qty = d.sig.price, d.equity, d.qty
+        if d.requested is None:  # sized: shrink to the room left
             cap = equity * limit
             room = self._floor((cap - current) / (price * (ONE + limit * fee))) if cap > current else ZERO
             if room < qty:
-                qty, bound = room, check
+                d.qty = qty = room
+                d.binding = check
         post = equity - qty * price * fee
-        value = (current + qty * price) / post if post > ZERO else Decimal("Infinity")
+        value = (current + qty * price) / post if post > ZERO else _INF
         notional = qty * price
         ok = value <= limit and notional >= self.config.min_notional
-        checks.append(CheckResult(check=check, passed=ok, value=_r(value), limit=limit))
-        if not ok:
-            reason = (too_big.format(pct=_r(value * 100), limit=limit * 100) if value > limit else
-                      f"{name} leaves no room for an order of at least {self.config.min_notional} USDT")
-            raise _Reject(check, reason, _r(value), limit)
-        return qty, bound
+        rv = _r(value)
+        d.checks.append(CheckResult(check=check, passed=ok, value=rv, limit=limit))
+        if ok:
+            return None
+        reason = (too_big.format(pct=_r(value * 100), limit=limit * 100) if value > limit else
+                  f"{name} leaves no room for an order of at least {self.config.min_notional} USDT")
+        return Fail(check, reason, rv, limit)
 
-    def _approve(self, sig: Signal, qty: Decimal, requested: Decimal | None, now: int, binding: RiskCheck,
-                 checks: list[CheckResult], out: list[Event], reason: str, reduce_only: bool,
-                 pf_values: tuple[Decimal, Decimal] | None = None) -> list[Event]:
+    def _approve(self, d: Decision, reason: str) -> list[Event]:
+        """The order of a decision that passed, with its ``RiskEvent`` (``resized`` when a limit
+        sized it down); the order counts as working from here on."""
         cfg = self.config
+        sig, qty, now, reduce_only, requested, binding = d.sig, d.qty, d.now, d.reducing, d.requested, d.binding
         oid = self.ids("order", sig.id)
         order = Order(
             id=oid, ts_event=now, ts_recv=now,
@@ -551,8 +603,9 @@ class RiskManager:
         action = _RESIZED if resized else _APPROVED
         if resized:
             reason = f"approved, sized down by the {binding.value.replace('_', ' ')}"
-        out.append(self._risk_event(sig, now, binding, action, True, None, None, reason, checks,
-                                    requested, qty, oid, pf_values))
+        out = d.out
+        out.append(self._risk_event(sig, now, binding, action, True, None, None, reason, d.checks,
+                                    requested, qty, oid, d.pf_values))
         out.append(order)
         return out
 
@@ -598,6 +651,7 @@ class RiskManager:
 
     # --- state for restart ----------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
+        """Everything needed to continue after a restart exactly where it stopped (JSON values)."""
         from claire.events import encode
 
         return {
@@ -610,6 +664,7 @@ class RiskManager:
         }
 
     def set_state(self, st: dict[str, Any]) -> None:
+        """Restore ``get_state``'s output (the working-order aggregates are rebuilt from the orders)."""
         from claire.events import decode, decode_as
 
         self.state = TradingState(st["state"])
@@ -624,10 +679,24 @@ class RiskManager:
         self.last = {}
         for enc in st["last"]:
             e = decode(enc)
-            self.last[e.symbol] = e  # type: ignore[union-attr]
+            if not isinstance(e, (Bar, QuoteTick, TradeTick)):
+                raise ValueError(f"risk checkpoint: a {type(e).__name__} among the last market events")
+            self.last[e.symbol] = e
         self.working, self._open_leaves = {}, {}
         self._open_notional = self._open_buy_notional = ZERO
         for oid, sym, side, leaves, ref, ro in st.get("working", ()):  # absent in older checkpoints
             w = self.working[oid] = _Working(sym, Side(side), Decimal(leaves), Decimal(ref), ro)
             if not ro:
                 self._add_open(w, w.leaves)
+
+
+#: R1-R7 in the seeds' order: ``_decide`` runs them after sizing and stops at the first ``Fail``
+_R1_TO_R7: tuple[Callable[[RiskManager, Decision], Fail | None], ...] = (
+    RiskManager._check_data_quality,
+    RiskManager._check_position_limit,
+    RiskManager._check_daily_drawdown,
+    RiskManager._check_total_exposure,
+    RiskManager._check_circuit_breaker,
+    RiskManager._check_slippage,
+    RiskManager._check_spread,
+)
