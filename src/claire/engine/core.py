@@ -11,6 +11,10 @@ For every market event, in this order (the same in every runtime):
 
 Everything produced is handed to ``emit`` in causal order. The core does no I/O and reads no
 wall clock: ``clock.now`` is the event time of the event being processed.
+
+The four are typed by their roles in the component contract (:mod:`claire.events.component`),
+not by class: any object with the methods will do (the account stage of the distributed runtime
+passes a strategy-less signal role and a tapped portfolio).
 """
 
 from __future__ import annotations
@@ -18,11 +22,22 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from claire.events import Bar, Event, Order, OrderResult, PortfolioSnapshot, QuoteTick, Signal, TradeTick
-from claire.execution import ExchangeSimulator
-from claire.portfolio import Portfolio
-from claire.risk import RiskManager
-from claire.strategy.signal_engine import SignalEngine
+from claire.events import (
+    Bar,
+    Event,
+    ExchangeRole,
+    LedgerRole,
+    Order,
+    OrderResult,
+    PortfolioSnapshot,
+    QuoteTick,
+    RiskRole,
+    Signal,
+    SignalRole,
+    TradeTick,
+    check_version,
+    versioned,
+)
 
 
 class EventClock:
@@ -34,12 +49,16 @@ class EventClock:
         self.now = now
 
     def __call__(self) -> int:
+        """The event time now (components take the clock as a callable)."""
         return self.now
 
 
 class TradingCore:
-    def __init__(self, signals: SignalEngine, risk: RiskManager, execution: ExchangeSimulator,
-                 portfolio: Portfolio, clock: EventClock, emit: Callable[[Event], Any]) -> None:
+    """The one place the components meet, in the fixed order of the module doc, so every
+    runtime (backtest, paper, the distributed account stage) produces the same events."""
+
+    def __init__(self, signals: SignalRole, risk: RiskRole, execution: ExchangeRole,
+                 portfolio: LedgerRole, clock: EventClock, emit: Callable[[Event], object]) -> None:
         self.signals = signals
         self.risk = risk
         self.execution = execution
@@ -95,12 +114,14 @@ class TradingCore:
         return n
 
     def on_bar(self, bar: Bar) -> None:
+        """One bar (through ``run``: the same steps as a replay)."""
         self.run((bar,))
 
     def on_market(self, ev: Bar | TradeTick | QuoteTick) -> None:
+        """One market event (through ``run``: the same steps as a replay)."""
         self.run((ev,))
 
-    def _on_tick(self, ev: TradeTick | QuoteTick) -> None:
+    def _on_tick(self, ev: Bar | TradeTick | QuoteTick) -> None:
         self.clock.now = ev.ts_event
         fills = self.execution.on_market(ev)
         if fills:
@@ -120,8 +141,8 @@ class TradingCore:
         emit = self.emit
         for ev in events:
             emit(ev)
-            t = type(ev)
-            if t is OrderResult:
+            # `type(ev) is X` (not a saved `type(ev)`) so that mypy narrows `ev` in each branch
+            if type(ev) is OrderResult:
                 # the risk manager and the strategy learn of every order result (working orders,
                 # fills, cancels) before the portfolio's snapshots move the trading state
                 out = self.risk.on_order_result(ev)
@@ -132,14 +153,14 @@ class TradingCore:
                         self.route(snaps)
                 if out:
                     self.route(out)
-            elif t is PortfolioSnapshot:
+            elif type(ev) is PortfolioSnapshot:
                 out = self.risk.on_snapshot(ev)
                 if out:
                     self.route(out)
-            elif t is Order:
+            elif type(ev) is Order:
                 self.signals.on_order(ev)  # the strategy's view: working from now on
                 self.route(self.execution.on_order(ev))
-            elif t is Signal:
+            elif type(ev) is Signal:
                 self.route(self.risk.on_signal(ev))
 
     def finish(self, reason: str = "end of data") -> None:
@@ -151,13 +172,18 @@ class TradingCore:
 
     # --- restart --------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
-        return {
+        """The checkpoint of the core: the replay position, the clock and the four components'
+        states, with the checkpoint format's version (plain data: msgspec encodes it)."""
+        return versioned({
             "processed": self.processed, "now": self.clock.now,
             "portfolio": self.portfolio.get_state(), "risk": self.risk.get_state(),
             "execution": self.execution.get_state(), "signals": self.signals.get_state(),
-        }
+        })
 
     def set_state(self, st: dict[str, Any]) -> None:
+        """Restore a checkpoint of ``get_state`` (after a JSON round trip); StateError for a
+        checkpoint of another version."""
+        check_version(st, "trading core")
         self.processed = st["processed"]
         self.clock.now = st["now"]
         self.portfolio.set_state(st["portfolio"])

@@ -1,7 +1,9 @@
 """Typed, versioned events: the only thing components exchange."""
 
 from claire.events.codec import DecodeError, decode, decode_as, encode, to_builtins
+from claire.events.component import Component, ExchangeRole, LedgerRole, RiskRole, SignalRole
 from claire.events.ids import IdFactory, make_id
+from claire.events.state import CHECKPOINT_VERSION, StateError, check_version, from_plain, to_plain, versioned
 from claire.events.time import iso_from_ns, ns_from_iso
 from claire.events.types import (
     FILL_STATUS_VALUES,
@@ -35,6 +37,7 @@ from claire.events.types import (
 )
 
 __all__ = [
+    "CHECKPOINT_VERSION",
     "FILL_STATUSES",
     "FILL_STATUS_VALUES",
     "SCHEMA_VERSION",
@@ -43,10 +46,13 @@ __all__ = [
     "AnyEvent",
     "Bar",
     "CheckResult",
+    "Component",
     "Control",
     "DecodeError",
     "Event",
+    "ExchangeRole",
     "IdFactory",
+    "LedgerRole",
     "Liquidity",
     "MarketEvent",
     "Order",
@@ -60,16 +66,23 @@ __all__ = [
     "RiskAction",
     "RiskCheck",
     "RiskEvent",
+    "RiskRole",
     "Side",
     "Signal",
+    "SignalRole",
+    "StateError",
     "TimeInForce",
     "TradeTick",
     "TradingState",
+    "check_version",
     "decode",
     "decode_as",
     "encode",
+    "from_plain",
     "iso_from_ns",
     "make_id",
     "ns_from_iso",
     "to_builtins",
+    "to_plain",
+    "versioned",
 ]

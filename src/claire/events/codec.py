@@ -17,11 +17,12 @@ class DecodeError(ValueError):
 
 
 _encoder = msgspec.json.Encoder(decimal_format="string")
-_decoder = msgspec.json.Decoder(AnyEvent)
-_decoders: dict[type, msgspec.json.Decoder] = {}
+_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)
+_decoders: dict[type, msgspec.json.Decoder[Any]] = {}
 
 
 def encode(event: Any) -> bytes:
+    """JSON bytes of an event (Decimals as strings, so nothing is lost on the wire)."""
     return _encoder.encode(event)
 
 
@@ -47,17 +48,20 @@ def _normalise(payload: bytes | str) -> bytes | str:
 def decode(payload: bytes | str) -> AnyEvent:
     """Decode any event by its ``type`` tag. Raises DecodeError naming the bad field."""
     try:
-        return _decoder.decode(_normalise(payload))
+        ev: AnyEvent = _decoder.decode(_normalise(payload))
+        return ev
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise DecodeError(str(exc)) from exc
 
 
 def decode_as(payload: bytes | str, type_: type[T]) -> T:
+    """Decode a payload as ``type_`` (one decoder per type, made once). Raises DecodeError."""
     dec = _decoders.get(type_)
     if dec is None:
         dec = _decoders[type_] = msgspec.json.Decoder(type_)
     try:
-        return dec.decode(_normalise(payload))
+        out: T = dec.decode(_normalise(payload))
+        return out
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise DecodeError(str(exc)) from exc
 

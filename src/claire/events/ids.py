@@ -39,6 +39,7 @@ class IdFactory:
         self._ns_bytes = self.namespace.bytes
 
     def __call__(self, *parts: object) -> str:
+        """The id of ``parts`` joined with ":" in this run (the same parts, the same id)."""
         return _uuid5_text(self._ns_bytes, ":".join(map(str, parts)))
 
     def of(self, name: str) -> str:
@@ -61,6 +62,7 @@ class BoundedSet:
             self.add(x)
 
     def add(self, item: str) -> None:
+        """Remember ``item`` (the oldest is forgotten past ``maxlen``)."""
         if item in self._set:
             return
         self._set.add(item)
@@ -85,4 +87,5 @@ class BoundedSet:
         return len(self._order)
 
     def to_list(self) -> list[str]:
+        """The ids, oldest first (for a checkpoint)."""
         return list(self._order)

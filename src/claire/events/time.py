@@ -21,6 +21,7 @@ def iso_from_ns(ns: int) -> str:
 
 
 def ns_from_iso(text: str) -> int:
+    """ISO 8601 (a naive time is UTC) to ns since the epoch; microseconds are kept."""
     dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
@@ -29,6 +30,7 @@ def ns_from_iso(text: str) -> int:
 
 
 def datetime_from_ns(ns: int) -> datetime:
+    """An aware UTC datetime (to the microsecond), for the database and the reports."""
     secs, rem = divmod(ns, NS_PER_SEC)
     return datetime.fromtimestamp(secs, tz=UTC).replace(microsecond=rem // 1000)
 

@@ -28,16 +28,22 @@ ONE = Decimal(1)
 
 
 class Side(StrEnum):
+    """The side of a signal, order or fill."""
+
     BUY = "buy"
     SELL = "sell"
 
 
 class OrderType(StrEnum):
+    """Market (fills at the market) or limit (fills at the limit or better)."""
+
     MARKET = "market"
     LIMIT = "limit"
 
 
 class TimeInForce(StrEnum):
+    """What happens to the rest of an order that cannot fill at once."""
+
     GTC = "gtc"  # good till cancelled: the rest waits for more volume
     IOC = "ioc"  # immediate or cancel: the rest is cancelled at once
     FOK = "fok"  # fill or kill: all at once or nothing
@@ -45,6 +51,8 @@ class TimeInForce(StrEnum):
 
 
 class OrderStatus(StrEnum):
+    """What an order result reports (a fill, or why nothing more will fill)."""
+
     FILLED = "filled"
     PARTIALLY_FILLED = "partially_filled"
     REJECTED = "rejected"
@@ -57,18 +65,24 @@ FILL_STATUS_VALUES = (OrderStatus.FILLED.value, OrderStatus.PARTIALLY_FILLED.val
 
 
 class Liquidity(StrEnum):
+    """Whether a fill took liquidity (taker fee) or rested and was taken (maker fee)."""
+
     MAKER = "maker"
     TAKER = "taker"
     NONE = "none"
 
 
 class PositionSide(StrEnum):
+    """The direction of a position."""
+
     LONG = "long"
     SHORT = "short"
     FLAT = "flat"
 
 
 class RiskCheck(StrEnum):
+    """The risk checks (R1-R7 and the bookkeeping ones), named in every risk event."""
+
     DATA_QUALITY = "data_quality"  # R1
     POSITION_LIMIT = "position_limit"  # R2
     DAILY_DRAWDOWN = "daily_drawdown"  # R3
@@ -82,6 +96,8 @@ class RiskCheck(StrEnum):
 
 
 class RiskAction(StrEnum):
+    """What the risk manager did with a signal, or which change of trading state happened."""
+
     APPROVED = "approved"
     RESIZED = "resized"  # approved with a smaller quantity than asked for
     REJECTED = "rejected"
@@ -92,12 +108,16 @@ class RiskAction(StrEnum):
 
 
 class TradingState(StrEnum):
+    """Whether new risk may be taken: active, halted for the day, or stopped until reset."""
+
     ACTIVE = "active"
     HALTED = "halted"  # R3: for the rest of the UTC day; reducing orders still pass
     CIRCUIT_BROKEN = "circuit_broken"  # R5: nothing passes until reset
 
 
 class AlertLevel(StrEnum):
+    """How urgent an alert is."""
+
     INFO = "info"
     WARNING = "warning"
     CRITICAL = "critical"
@@ -114,6 +134,8 @@ def _not_negative(name: str, value: Decimal) -> None:
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
+    """The fields every event carries (see the module doc); the ``type`` tag tells them apart on the wire."""
+
     id: str
     ts_event: int
     ts_recv: int
@@ -124,6 +146,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=Fals
 
     @property
     def topic(self) -> str:
+        """The topic stream this event is published on."""
         return TOPIC_OF[type(self)]
 
 
@@ -151,14 +174,18 @@ class Bar(Event, frozen=True, kw_only=True, tag="bar", gc=False):
 
     @property
     def price(self) -> Decimal:
+        """The reference price of a bar: its close."""
         return self.close
 
     @property
     def ts_open(self) -> int:
+        """When the bar opened (ns)."""
         return self.ts_event - self.interval_s * 1_000_000_000
 
 
 class TradeTick(Event, frozen=True, kw_only=True, tag="trade", gc=False):
+    """One trade on the exchange (``aggressor``: the side that took liquidity)."""
+
     symbol: str
     price: Decimal
     size: Decimal
@@ -187,6 +214,7 @@ class QuoteTick(Event, frozen=True, kw_only=True, tag="quote", gc=False):
 
     @property
     def price(self) -> Decimal:
+        """The reference price of a quote: the mid."""
         return (self.bid + self.ask) / 2
 
 
@@ -285,14 +313,18 @@ class OrderResult(Event, frozen=True, kw_only=True, tag="order_result", gc=False
 
     @property
     def is_fill(self) -> bool:
+        """Whether this result is a (partial) fill."""
         return self.status in FILL_STATUSES
 
     @property
     def notional(self) -> Decimal:
+        """Quantity times price of this fill (0 for a non-fill)."""
         return self.quantity * self.price if self.price is not None else ZERO
 
 
 class PositionState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One position inside a portfolio snapshot."""
+
     symbol: str
     side: PositionSide
     quantity: Decimal  # signed: > 0 long, < 0 short
@@ -307,6 +339,8 @@ class PositionState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
 
 class PortfolioSnapshot(Event, frozen=True, kw_only=True, tag="portfolio_snapshot", gc=False):
+    """The account at one moment: cash, equity, PnL, exposure, drawdown and the positions."""
+
     start_cash: Decimal
     cash: Decimal
     equity: Decimal
@@ -325,6 +359,8 @@ class PortfolioSnapshot(Event, frozen=True, kw_only=True, tag="portfolio_snapsho
 
 
 class CheckResult(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One risk check evaluated for a decision: passed or not, its value against its limit."""
+
     check: RiskCheck
     passed: bool
     value: Decimal | None = None
@@ -357,6 +393,8 @@ class RiskEvent(Event, frozen=True, kw_only=True, tag="risk_event", gc=False):
 
 
 class Alert(Event, frozen=True, kw_only=True, tag="alert", gc=False):
+    """Something an operator should see (a trip of the risk limits, a data problem)."""
+
     level: AlertLevel
     source: str
     code: str

@@ -11,11 +11,13 @@ ZERO = Decimal(0)
 
 
 class FillMode(StrEnum):
+    """At which price a market order fills on bars (see claire.execution.simulator)."""
     NEXT_OPEN = "next_open"
     CLOSE = "close"
 
 
 class ExecutionConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """The paper exchange's fill model: fill mode, fees, slippage and the volume caps."""
     fill: FillMode = FillMode.NEXT_OPEN
     slippage_bps: Decimal = ZERO
     taker_fee_bps: Decimal = Decimal(10)

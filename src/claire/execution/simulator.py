@@ -37,7 +37,7 @@ latency (fill time minus order time, event time).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -79,6 +79,17 @@ def _later(lst: list[tuple[_Working, Decimal]] | None, w: _Working, limit: Decim
     return lst
 
 
+_AT_OPEN, _INSIDE, _NOT_REACHED = 0, 1, 2
+
+
+def _limit_on_bar(buy: bool, limit: Decimal, bar: Bar) -> int:
+    """Where a limit order meets a bar: at its open (the open is already through the limit),
+    inside its range (it touches the limit), or not at all."""
+    if buy:
+        return _AT_OPEN if bar.open <= limit else (_INSIDE if bar.low <= limit else _NOT_REACHED)
+    return _AT_OPEN if bar.open >= limit else (_INSIDE if bar.high >= limit else _NOT_REACHED)
+
+
 class _Working:
     """An order the exchange holds, with what is done of it."""
 
@@ -94,6 +105,9 @@ class _Working:
 
 
 class ExchangeSimulator:
+    """The paper exchange (see the module doc): deterministic, so a replay and a restart fill
+    exactly as the first run did. Implements the component contract (:class:`claire.events.ExchangeRole`)."""
+
     def __init__(self, config: ExecutionConfig | None = None, ids: IdFactory | None = None,
                  clock: Callable[[], int] | None = None) -> None:
         self.config = config or ExecutionConfig()
@@ -117,7 +131,8 @@ class ExchangeSimulator:
         self._next_open = c.fill is FillMode.NEXT_OPEN
 
     # --- market data ----------------------------------------------------------------------
-    def on_bar(self, bar: Bar) -> tuple[OrderResult, ...] | list[OrderResult]:
+    def on_bar(self, bar: Bar) -> Sequence[OrderResult]:
+        """A bar: working orders of its symbol fill at its open or inside its range."""
         sym = bar.symbol
         last = self.last_bar
         if sym not in self.working:
@@ -127,29 +142,34 @@ class ExchangeSimulator:
         last[sym] = bar
         return self._match_bar(sym, bar, prev)
 
-    def on_quote(self, quote: QuoteTick) -> tuple[OrderResult, ...] | list[OrderResult]:
+    def on_quote(self, quote: QuoteTick) -> Sequence[OrderResult]:
+        """A quote: working orders of its symbol fill against the touch."""
         sym = quote.symbol
         self.last_quote[sym] = quote
         if sym not in self.working:
             return _EMPTY
         return self._match_quote(sym, quote)
 
-    def on_trade(self, tick: TradeTick) -> tuple[OrderResult, ...] | list[OrderResult]:
+    def on_trade(self, tick: TradeTick) -> Sequence[OrderResult]:
+        """A trade: with no quote yet, working orders fill at its price."""
         sym = tick.symbol
         self.last_trade[sym] = tick.price
         if sym not in self.working or sym in self.last_quote:
             return _EMPTY
         return self._match_price(sym, tick.price, tick.price, None, tick.ts_event)
 
-    def on_market(self, ev: Bar | TradeTick | QuoteTick) -> tuple[OrderResult, ...] | list[OrderResult]:
-        if type(ev) is Bar:
+    def on_market(self, ev: Bar | TradeTick | QuoteTick) -> Sequence[OrderResult]:
+        """Any market event: the order results it causes."""
+        if isinstance(ev, Bar):
             return self.on_bar(ev)
-        if type(ev) is QuoteTick:
+        if isinstance(ev, QuoteTick):
             return self.on_quote(ev)
         return self.on_trade(ev)
 
     # --- orders ---------------------------------------------------------------------------
     def on_order(self, order: Order) -> list[OrderResult]:
+        """Take an order (once per id): the opposite side's working orders are cancelled, then it
+        fills at once where the fill mode says so, or waits."""
         if order.id in self.seen:
             return []  # a redelivered order: already taken
         self.seen.add(order.id)
@@ -187,7 +207,7 @@ class ExchangeSimulator:
 
     def cancel_all(self, ts: int, reason: str) -> list[OrderResult]:
         """Cancel every working order (e.g. at the end of a replay)."""
-        out = []
+        out: list[OrderResult] = []
         for sym in list(self.working):
             for w in self.working.pop(sym):
                 out.append(self._final(w, _CANCELLED, ts, reason))
@@ -232,25 +252,16 @@ class ExchangeSimulator:
                 liq = _TAKER
             else:
                 limit = o.price
-                ref = bar.open
-                if o.side is _BUY:
-                    if ref <= limit:
-                        price, liq = ref, (_MAKER if w.rested else _TAKER)
-                    elif bar.low <= limit:
-                        inside = _later(inside, w, limit)
-                        continue
-                    else:
-                        self._expire(w, sym, close_ts, out)
-                        continue
+                assert limit is not None  # a limit order has a price (Order checks it)
+                where = _limit_on_bar(o.side is _BUY, limit, bar)
+                if where == _AT_OPEN:
+                    price, liq = bar.open, (_MAKER if w.rested else _TAKER)
+                elif where == _INSIDE:
+                    inside = _later(inside, w, limit)
+                    continue
                 else:
-                    if ref >= limit:
-                        price, liq = ref, (_MAKER if w.rested else _TAKER)
-                    elif bar.high >= limit:
-                        inside = _later(inside, w, limit)
-                        continue
-                    else:
-                        self._expire(w, sym, close_ts, out)
-                        continue
+                    self._expire(w, sym, close_ts, out)
+                    continue
             qty = self._take(w, sym, avail, price, liq, ts, close_ts, out, "volume")
             if qty is not None and avail is not None:
                 avail -= qty
@@ -275,9 +286,10 @@ class ExchangeSimulator:
         if self._day_expired(w, sym, ts, out):
             return out
         ref = bar.close
-        if o.order_type is _MARKET:
+        lim = o.price
+        if o.order_type is _MARKET or lim is None:
             price = ref * (1 + self._slip) if o.side is _BUY else ref * (1 - self._slip)
-        elif (o.side is _BUY and ref <= o.price) or (o.side is not _BUY and ref >= o.price):
+        elif (o.side is _BUY and ref <= lim) or (o.side is not _BUY and ref >= lim):
             price = ref
         else:
             self._expire(w, sym, ts, out)
@@ -303,8 +315,9 @@ class ExchangeSimulator:
                 continue
             buy = o.side is _BUY
             touch = ask if buy else bid
-            if o.order_type is _LIMIT:
-                if (buy and touch > o.price) or (not buy and touch < o.price):
+            lim = o.price
+            if o.order_type is _LIMIT and lim is not None:  # a limit order has a price (Order checks it)
+                if (buy and touch > lim) or (not buy and touch < lim):
                     self._expire(w, sym, ts, out)
                     continue
                 price = touch
@@ -454,6 +467,8 @@ class ExchangeSimulator:
 
     # --- state for restart ----------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
+        """Working orders (with what is done of them), the ids taken, the last market data, the
+        net position of its own fills and the volume used: plain data (events as JSON text)."""
         from claire.events import encode
 
         return {
@@ -470,6 +485,7 @@ class ExchangeSimulator:
         }
 
     def set_state(self, st: dict[str, Any]) -> None:
+        """Restore what ``get_state`` returned (after a JSON round trip)."""
         from claire.events import decode_as
 
         self.working = {}

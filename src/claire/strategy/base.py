@@ -8,16 +8,41 @@ service run as several replicas that share the symbols.)
 Override any of ``on_bar``, ``on_trade``, ``on_quote``; inside them call ``self.buy``,
 ``self.sell`` or ``self.close`` to emit signals. Return nothing. Parameters arrive as keyword
 arguments (``--param k=v`` on the command line, strings converted by ``coerce_params``).
+
+Checkpoints (restarts) save a strategy as plain data, never as a Python object (see
+:mod:`claire.events.state`). The framework saves the parameters, the signal counter and the
+position view itself; ``get_state``/``set_state`` save the strategy's own state. The default
+saves every instance attribute (``self.x = ...``, in ``setup`` or later) whose value is of a
+plain type (None, bool, int, float, str, Decimal, and lists, tuples, dicts, sets and
+deques of them, the enums and events of ``claire.events``); an attribute holding an object with
+its own ``get_state``/``set_state`` (the indicators of :mod:`claire.strategy.indicators`) is
+saved through those; functions and bound methods are skipped (``setup`` makes them again). On
+restore the strategy is constructed afresh with the saved parameters (``setup`` runs), then
+``set_state`` puts the saved values back. Anything else raises :class:`StateError` naming the
+attribute: then override both methods, e.g.::
+
+    def get_state(self) -> dict[str, Any]:
+        return {"levels": [str(x) for x in self.levels], "book": self.book.to_dict()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.levels = [Decimal(x) for x in state["levels"]]
+        self.book = OrderBook.from_dict(state["book"])
+
+``get_state`` must return what msgspec encodes to JSON (str, int, float, bool, None, lists,
+dicts with str keys; Decimals best as their strings, as above); ``set_state`` receives it back
+after a JSON round trip (tuples as lists) and must leave the strategy emitting exactly what it
+would have.
 """
 
 from __future__ import annotations
 
+import types
 from decimal import Decimal
 from typing import Any, ClassVar
 
 import msgspec
 
-from claire.events import Bar, IdFactory, QuoteTick, Side, Signal, TradeTick
+from claire.events import Bar, IdFactory, QuoteTick, Side, Signal, StateError, TradeTick, from_plain, to_plain
 from claire.strategy.params import Param, ParamError, Rule, check_params, coerce_value, schema_from_defaults
 
 HALF = Decimal("0.5")
@@ -38,6 +63,11 @@ class WorkingOrder(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
 
 _NO_WORKING_ORDERS: dict[str, WorkingOrder] = {}  # never written: instances get their own dict
+#: attributes of the framework (saved by the signal engine, or transient): not in ``get_state``
+_FRAMEWORK = frozenset({"symbol", "ids", "params", "_event", "_out", "_n", "_sig_base", "position",
+                        "working_orders"})
+#: values the default ``get_state`` skips: ``setup`` makes them again
+_CODE = (types.FunctionType, types.MethodType, types.BuiltinFunctionType, types.BuiltinMethodType)
 
 
 class Strategy:
@@ -72,7 +102,8 @@ class Strategy:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         own = cls.__dict__
-        inherited = next((b.__dict__["parameters"] for b in cls.__mro__[1:] if "parameters" in b.__dict__), {})
+        inherited: dict[str, Param] = next(
+            (b.__dict__["parameters"] for b in cls.__mro__[1:] if "parameters" in b.__dict__), {})
         if "parameters" in own:
             cls.parameters = dict(own["parameters"])
             cls.defaults = {k: p.default for k, p in cls.parameters.items()}
@@ -104,21 +135,64 @@ class Strategy:
         """Called once after parameters are set."""
 
     def on_bar(self, bar: Bar) -> None:
-        pass
+        """A bar of this strategy's symbol closed."""
 
     def on_trade(self, tick: TradeTick) -> None:
-        pass
+        """A trade of this strategy's symbol printed."""
 
     def on_quote(self, quote: QuoteTick) -> None:
-        pass
+        """The top of book of this strategy's symbol changed."""
+
+    # --- restart (see the module doc) ----------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        """This strategy's own state, as plain data for a checkpoint (the default: its
+        instance attributes, see the module doc). Raises StateError naming an attribute that
+        cannot be saved."""
+        cls = type(self).__qualname__
+        attrs: dict[str, Any] = {}
+        components: dict[str, Any] = {}
+        for name, value in vars(self).items():
+            if name in _FRAMEWORK or isinstance(value, _CODE):
+                continue
+            where = f"{cls}.{name}"
+            try:
+                if hasattr(value, "get_state") and hasattr(value, "set_state") and not isinstance(value, type):
+                    components[name] = to_plain(value.get_state(), f"{where}.get_state()")
+                else:
+                    attrs[name] = to_plain(value, where)
+            except StateError as exc:
+                raise StateError(f"strategy {self.name!r} cannot be saved in a checkpoint: {exc}; override "
+                                 f"get_state() and set_state() of {cls} (see claire.strategy.base)") from None
+        return {"attrs": attrs, "components": components}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``get_state`` returned, on an instance just made with the saved
+        parameters (``setup`` has run)."""
+        cls = type(self).__qualname__
+        for name, plain in state.get("attrs", {}).items():
+            self._check_name(name)
+            setattr(self, name, from_plain(plain))
+        for name, plain in state.get("components", {}).items():
+            self._check_name(name)
+            target = getattr(self, name, None)
+            if target is None or not hasattr(target, "set_state"):
+                raise StateError(f"checkpoint of strategy {self.name!r}: `{cls}.{name}` was saved with its "
+                                 "get_state(), but setup() made no object with set_state() there")
+            target.set_state(from_plain(plain))
+
+    def _check_name(self, name: str) -> None:
+        if not name.isidentifier() or name.startswith("__") or name in _FRAMEWORK:
+            raise StateError(f"checkpoint of strategy {self.name!r}: not an attribute it may restore: {name!r}")
 
     # --- emitting signals ----------------------------------------------------------------
     def buy(self, confidence: Decimal = ONE, *, quantity: Decimal | None = None,
             price: Decimal | None = None, metadata: dict[str, Any] | None = None) -> Signal:
+        """Ask to buy (open or add to a long; quantity None: the risk manager sizes it)."""
         return self._emit(_BUY, confidence, quantity, price, False, metadata)
 
     def sell(self, confidence: Decimal = ONE, *, quantity: Decimal | None = None,
              price: Decimal | None = None, metadata: dict[str, Any] | None = None) -> Signal:
+        """Ask to sell (open or add to a short; quantity None: the risk manager sizes it)."""
         return self._emit(_SELL, confidence, quantity, price, False, metadata)
 
     def close(self, side: Side = Side.SELL, confidence: Decimal = ONE, *,

@@ -60,6 +60,7 @@ class SmaCross(Strategy):
     rules: ClassVar[tuple[Rule, ...]] = (Rule("fast < slow"),)
 
     def setup(self) -> None:
+        """The exact running sums over one window of closes (see the class doc)."""
         # the parameters are checked against their declaration (``parameters``, ``rules``)
         fast = self.params["fast"]
         slow = self.params["slow"]
@@ -86,13 +87,32 @@ class SmaCross(Strategy):
 
     @property
     def fast_avg(self) -> Decimal | None:
+        """The fast SMA (None before ``fast`` bars)."""
         return self.fast_sum / self._dfast if len(self._sbuf) >= self.fast else None
 
     @property
     def slow_avg(self) -> Decimal | None:
+        """The slow SMA (None before ``slow`` bars)."""
         return self.slow_sum / self._dslow if self._warm else None
 
+    def get_state(self) -> dict[str, Any]:
+        """The window of closes (its maxlen is ``slow``), the exact sums and the crossing state."""
+        return {"window": [str(x) for x in self._sbuf], "fast_sum": str(self.fast_sum),
+                "slow_sum": str(self.slow_sum), "warm": self._warm, "prev_sign": self.prev_sign,
+                "bought": self.bought}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``get_state`` returned (Decimals may arrive as their strings)."""
+        self._sbuf = deque((Decimal(x) for x in state["window"]), maxlen=self.slow)
+        self.fast_sum = Decimal(state["fast_sum"])
+        self.slow_sum = Decimal(state["slow_sum"])
+        self._warm = bool(state["warm"])
+        ps = state["prev_sign"]
+        self.prev_sign = None if ps is None else int(ps)
+        self.bought = bool(state["bought"])
+
     def on_bar(self, bar: Bar) -> None:
+        """Move the sums; buy or close on a crossing (see the class doc)."""
         x = bar.close
         sbuf = self._sbuf
         if self._warm:
@@ -197,6 +217,7 @@ class Momentum(Strategy):
     SHORT: ClassVar[int] = -1
 
     def setup(self) -> None:
+        """The three indicators, the thresholds and a flat stance."""
         p = self.params  # checked against ``parameters`` and ``rules``
         ob = float(p["rsi_overbought"])
         os_ = float(p["rsi_oversold"])
@@ -213,7 +234,23 @@ class Momentum(Strategy):
         self._macd_update = self.macd.update
         self._bb_update = self.bb.update
 
+    def get_state(self) -> dict[str, Any]:
+        """The three indicators' states, the stance and the previous histogram."""
+        return {"rsi": self.rsi.get_state(), "macd": self.macd.get_state(), "bb": self.bb.get_state(),
+                "stance": self.stance, "prev_hist": self._prev_hist}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``get_state`` returned, into the indicators ``setup`` made (their bound
+        ``update`` methods stay valid)."""
+        self.rsi.set_state(state["rsi"])
+        self.macd.set_state(state["macd"])
+        self.bb.set_state(state["bb"])
+        self.stance = int(state["stance"])
+        ph = state["prev_hist"]
+        self._prev_hist = None if ph is None else float(ph)
+
     def on_bar(self, bar: Bar) -> None:
+        """Update the indicators; on a change of stance, close and/or open (see the class doc)."""
         x = bar.close
         xf = float(x)  # once: RSI and MACD compute in float; the bands keep exact Decimal sums
         rsi = self._rsi_update(xf)
@@ -227,33 +264,11 @@ class Momentum(Strategy):
         if prev is None:
             return  # first bar with all three: nothing has "turned" yet
         stance = self.stance
-        if stance == 1:  # long
-            if hist < 0.0:
-                reason = "macd_hist_negative"
-            elif rsi > self.overbought:
-                reason = "rsi_overbought"
-            elif xf > bands[0]:
-                reason = "above_upper_band"
-            else:
-                return
-            self.stance = self.FLAT
-            self.close(Side.SELL, self._confidence(-1, hist, rsi, xf), metadata=self._meta(reason, rsi, xf))
-            if reason != "macd_hist_negative" or prev < 0.0:
-                return
-            # the histogram turned negative: a short may open on the same bar
-        elif stance == -1:  # short
-            if hist > 0.0:
-                reason = "macd_hist_positive"
-            elif rsi < self.oversold:
-                reason = "rsi_oversold"
-            elif xf < bands[2]:
-                reason = "below_lower_band"
-            else:
-                return
-            self.stance = self.FLAT
-            self.close(Side.BUY, self._confidence(1, hist, rsi, xf), metadata=self._meta(reason, rsi, xf))
-            if reason != "macd_hist_positive" or prev > 0.0:
-                return
+        # an exit returns whether the same bar may open the other way (the histogram turned)
+        if stance == 1 and not self._exit_long(hist, prev, rsi, xf, bands[0]):
+            return
+        if stance == -1 and not self._exit_short(hist, prev, rsi, xf, bands[2]):
+            return
         # flat: enter on a turn of the histogram
         if hist > 0.0:
             if prev <= 0.0 and rsi < self.overbought and xf < bands[0]:
@@ -265,11 +280,41 @@ class Momentum(Strategy):
             self.sell(self._confidence(-1, hist, rsi, xf),
                       metadata=self._meta("macd_hist_turned_negative", rsi, xf))
 
+    def _exit_long(self, hist: float, prev: float, rsi: float, xf: float, upper: float) -> bool:
+        """Long -> flat when momentum is gone or stretched; True: the histogram turned negative
+        on this bar, so a short may open on it too."""
+        if hist < 0.0:
+            reason = "macd_hist_negative"
+        elif rsi > self.overbought:
+            reason = "rsi_overbought"
+        elif xf > upper:
+            reason = "above_upper_band"
+        else:
+            return False
+        self.stance = self.FLAT
+        self.close(Side.SELL, self._confidence(-1, hist, rsi, xf), metadata=self._meta(reason, rsi, xf))
+        return reason == "macd_hist_negative" and prev >= 0.0
+
+    def _exit_short(self, hist: float, prev: float, rsi: float, xf: float, lower: float) -> bool:
+        """Short -> flat, mirrored; True: the histogram turned positive on this bar, so a long
+        may open on it too."""
+        if hist > 0.0:
+            reason = "macd_hist_positive"
+        elif rsi < self.oversold:
+            reason = "rsi_oversold"
+        elif xf < lower:
+            reason = "below_lower_band"
+        else:
+            return False
+        self.stance = self.FLAT
+        self.close(Side.BUY, self._confidence(1, hist, rsi, xf), metadata=self._meta(reason, rsi, xf))
+        return reason == "macd_hist_positive" and prev <= 0.0
+
     def _confidence(self, direction: int, hist: float, rsi: float, x: float) -> Decimal:
         s_macd = 1.0 if hist > 0.0 else (0.0 if hist < 0.0 else 0.5)
         s_rsi = min(1.0, max(0.0, (self.overbought - rsi) / self._rsi_span))
         pos = self.bb.position(x)
-        s_bb = min(1.0, max(0.0, 1.0 - pos))  # type: ignore[operator]
+        s_bb = 0.5 if pos is None else min(1.0, max(0.0, 1.0 - pos))  # the bands are warm when it signals
         up = (s_macd + s_rsi + s_bb) / 3.0
         conf = up if direction > 0 else 1.0 - up
         q = Decimal(repr(conf)).quantize(_Q4)

@@ -6,7 +6,13 @@ Every indicator has the same small interface:
   is still warming up;
 - ``ready`` tells whether it is warm; ``value`` is the last value (``None`` until warm);
 - ``count`` is how many values were fed (for ``SMA`` and ``BollingerBands``: how many the
-  window holds, at most ``period``).
+  window holds, at most ``period``);
+- ``get_state()`` / ``set_state(state)`` save and restore it for checkpoints as plain data
+  (Decimals as their exact strings, int, float, None, lists; buffers as lists, their ``maxlen``
+  the period), exactly:
+  a restored indicator continues with the very same values (``set_state`` also takes the state
+  after a JSON round trip, Decimals as strings). ``set_state`` is called on an indicator made
+  with the same periods (a strategy's ``setup`` makes it again).
 
 Exactness and conventions
 -------------------------
@@ -54,7 +60,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable
 from decimal import Decimal, getcontext
+from typing import Any
 
 __all__ = [
     "EMA",
@@ -65,6 +73,25 @@ __all__ = [
     "BollingerBands",
     "MACDValue",
 ]
+
+
+def _dec(x: Any) -> Decimal:
+    """A Decimal from the state (a Decimal, or its string after a JSON round trip)."""
+    return x if type(x) is Decimal else Decimal(x)
+
+
+def _dec_or_int(x: Any) -> Decimal | int:
+    """A window value from the state: ints stay ints (SMA takes them as they are)."""
+    return x if type(x) is int else _dec(x)
+
+
+def _texts(values: Iterable[Decimal | int]) -> list[str | int]:
+    """Window values for the state: Decimals as their exact strings, ints as they are."""
+    return [x if type(x) is int else str(x) for x in values]
+
+
+def _opt_float(x: Any) -> float | None:
+    return None if x is None else float(x)
 
 
 def _check_period(name: str, period: int, minimum: int = 1) -> int:
@@ -88,9 +115,20 @@ class SMA:
     def __init__(self, period: int) -> None:
         self.period = _check_period("period", period)
         self._dperiod = Decimal(period)
-        self._buf: deque[Decimal] = deque(maxlen=period)
+        self._buf: deque[Decimal | int] = deque(maxlen=period)
         self.sum: Decimal = Decimal(0)
         self.value: Decimal | None = None
+
+    def get_state(self) -> dict[str, Any]:
+        """The window, the exact sum and the last value (see the module doc)."""
+        return {"window": _texts(self._buf), "sum": str(self.sum),
+                "value": None if self.value is None else str(self.value)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``get_state`` returned."""
+        self._buf = deque((_dec_or_int(x) for x in state["window"]), maxlen=self.period)
+        self.sum = _dec(state["sum"])
+        self.value = None if state["value"] is None else _dec(state["value"])
 
     @property
     def count(self) -> int:
@@ -99,20 +137,22 @@ class SMA:
 
     @property
     def ready(self) -> bool:
+        """Whether the window is full (the average is out)."""
         return len(self._buf) == self.period
 
     def add(self, x: Decimal | int | float) -> None:
         """Feed one value without computing the average (only the exact sum moves)."""
-        if type(x) is float:
-            x = Decimal(repr(x))
+        # mypy keeps float in the else branch (float is not final), but there it is not one
+        v: Decimal | int = Decimal(repr(x)) if type(x) is float else x  # type: ignore[assignment]
         buf = self._buf
         if len(buf) == self.period:
-            self.sum += x - buf[0]
+            self.sum += v - buf[0]
         else:
-            self.sum += x
-        buf.append(x)  # a full deque drops its oldest value itself
+            self.sum += v
+        buf.append(v)  # a full deque drops its oldest value itself
 
     def update(self, x: Decimal | int | float) -> Decimal | None:
+        """Feed one value; the average once ``period`` values are in, else None."""
         self.add(x)
         if len(self._buf) == self.period:
             self.value = self.sum / self._dperiod
@@ -131,11 +171,23 @@ class EMA:
         self._seed_sum = 0.0
         self.value: float | None = None
 
+    def get_state(self) -> dict[str, Any]:
+        """Counter, seed sum and value (see the module doc)."""
+        return {"count": self.count, "seed_sum": self._seed_sum, "value": self.value}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``get_state`` returned."""
+        self.count = int(state["count"])
+        self._seed_sum = float(state["seed_sum"])
+        self.value = _opt_float(state["value"])
+
     @property
     def ready(self) -> bool:
+        """Whether the first value is out."""
         return self.value is not None
 
     def update(self, x: float | Decimal | int) -> float | None:
+        """Feed one value; the EMA once warm, else None."""
         x = float(x)
         self.count += 1
         v = self.value
@@ -164,11 +216,26 @@ class RSI:
         self.avg_loss = 0.0
         self.value: float | None = None
 
+    def get_state(self) -> dict[str, Any]:
+        """Counter, previous value, the averages and the value (see the module doc)."""
+        return {"count": self.count, "prev": self._prev, "avg_gain": self.avg_gain, "avg_loss": self.avg_loss,
+                "value": self.value}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``get_state`` returned."""
+        self.count = int(state["count"])
+        self._prev = _opt_float(state["prev"])
+        self.avg_gain = float(state["avg_gain"])
+        self.avg_loss = float(state["avg_loss"])
+        self.value = _opt_float(state["value"])
+
     @property
     def ready(self) -> bool:
+        """Whether the first value is out."""
         return self.value is not None
 
     def update(self, x: float | Decimal | int) -> float | None:
+        """Feed one value; the RSI once warm, else None."""
         x = float(x)
         prev = self._prev
         self._prev = x
@@ -260,17 +327,45 @@ class MACD:
         self.hist: float | None = None
         self.value: MACDValue | None = None
 
+    def get_state(self) -> dict[str, Any]:
+        """Counter, warm-up buffer and seeds, the EMAs and the last values (see the module doc)."""
+        warm = self._fast_warm
+        return {
+            "count": self.count, "fast_warm": None if warm is None else list(warm),
+            "slow_seed": self._slow_seed, "sig_seed": self._sig_seed, "fast_ema": self.fast_ema,
+            "slow_ema": self.slow_ema, "macd": self.macd, "signal": self.signal, "hist": self.hist,
+            "value": None if self.value is None else list(self.value),
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``get_state`` returned."""
+        self.count = int(state["count"])
+        warm = state["fast_warm"]
+        self._fast_warm = None if warm is None else deque((float(v) for v in warm), maxlen=self.fast_period)
+        self._slow_seed = float(state["slow_seed"])
+        self._sig_seed = float(state["sig_seed"])
+        self.fast_ema = _opt_float(state["fast_ema"])
+        self.slow_ema = _opt_float(state["slow_ema"])
+        self.macd = _opt_float(state["macd"])
+        self.signal = _opt_float(state["signal"])
+        self.hist = _opt_float(state["hist"])
+        v = state["value"]
+        self.value = None if v is None else (float(v[0]), float(v[1]), float(v[2]))
+
     @property
     def ready(self) -> bool:
+        """Whether the full value (macd, signal, hist) is out."""
         return self.value is not None
 
     def update(self, x: float | Decimal | int) -> MACDValue | None:
+        """Feed one value; ``(macd, signal, hist)`` once warm, else None."""
         x = float(x)
         self.count += 1
         fe = self.fast_ema
         if fe is not None:
             se = self.slow_ema
             fe = self.fast_ema = (x - fe) * self._kf + fe
+            # both EMAs are seeded on the same update: se is a float here (no check on the per-bar path)
             se = self.slow_ema = (x - se) * self._ks + se  # type: ignore[operator]
             m = self.macd = fe - se
             sig = self.signal
@@ -283,12 +378,13 @@ class MACD:
         # warm-up: both EMAs start on the slow-th update (TA-Lib alignment)
         self._slow_seed += x
         warm = self._fast_warm
-        warm.append(x)  # type: ignore[union-attr]
+        assert warm is not None  # dropped only once both EMAs are seeded
+        warm.append(x)
         if self.count < self.slow_period:
             return None
         fast_seed = 0.0
-        for v in warm:  # type: ignore[union-attr]  # once: the last `fast` values, oldest first
-            fast_seed += v
+        for w in warm:  # once: the last `fast` values, oldest first
+            fast_seed += w
         self._fast_warm = None
         fe = self.fast_ema = fast_seed / self.fast_period
         se = self.slow_ema = self._slow_seed / self.slow_period
@@ -373,8 +469,8 @@ class BollingerBands:
         self._exact_mid = rest == 1  # sum / period is a short exact decimal (period = 2^a 5^b)
         self._set_scale(0)
         # Decimal mode (only past the bound): the sums and the ring buffers of values and squares
-        self._buf: deque[Decimal] | None = None
-        self._sq: deque[Decimal] | None = None
+        self._buf: deque[Decimal | int] | None = None
+        self._sq: deque[Decimal | int] | None = None
         self._dsum = Decimal(0)
         self._dsum_sq = Decimal(0)
         self.std: float | None = None
@@ -383,9 +479,41 @@ class BollingerBands:
         self.lower: float | None = None
         self.value: BandsValue | None = None
 
+    def get_state(self) -> dict[str, Any]:
+        """The mode (integer: scale and integer window and sums; Decimal: windows and sums) and
+        the last values (see the module doc)."""
+        ibuf, buf, sq = self._ibuf, self._buf, self._sq
+        return {
+            "k": self._k, "ibuf": None if ibuf is None else list(ibuf), "isum": self._isum, "isq": self._isq,
+            "buf": None if buf is None else _texts(buf), "sq": None if sq is None else _texts(sq),
+            "dsum": str(self._dsum), "dsum_sq": str(self._dsum_sq), "std": self.std, "upper": self.upper,
+            "middle": self.middle, "lower": self.lower, "value": None if self.value is None else list(self.value),
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``get_state`` returned."""
+        n = self.period
+        ibuf = state["ibuf"]
+        if ibuf is not None:
+            self._set_scale(int(state["k"]))
+            self._ibuf = deque((int(v) for v in ibuf), maxlen=n)
+            self._buf = self._sq = None
+        else:
+            self._ibuf = None
+            self._buf = deque((_dec_or_int(v) for v in state["buf"]), maxlen=n)
+            self._sq = deque((_dec_or_int(v) for v in state["sq"]), maxlen=n)
+        self._isum, self._isq = int(state["isum"]), int(state["isq"])
+        self._dsum, self._dsum_sq = _dec(state["dsum"]), _dec(state["dsum_sq"])
+        self.std = _opt_float(state["std"])
+        self.upper = _opt_float(state["upper"])
+        self.middle = _opt_float(state["middle"])
+        self.lower = _opt_float(state["lower"])
+        v = state["value"]
+        self.value = None if v is None else (float(v[0]), float(v[1]), float(v[2]))
+
     def _set_scale(self, k: int) -> None:
         self._k = k
-        scale = 10**k
+        scale: int = 10**k
         self._np = self.period * scale
         self._dnp = Decimal(self._np)
         self._pp = scale * scale
@@ -408,32 +536,37 @@ class BollingerBands:
 
     @property
     def count(self) -> int:
-        return len(self._ibuf if self._ibuf is not None else self._buf)  # type: ignore[arg-type]
+        """How many values the window holds (at most ``period``)."""
+        buf = self._ibuf if self._ibuf is not None else self._buf
+        return len(buf) if buf is not None else 0
 
     @property
     def ready(self) -> bool:
+        """Whether the bands are out."""
         return self.value is not None
 
     def update(self, x: Decimal | int | float) -> BandsValue | None:
-        if type(x) is float:
-            x = Decimal(repr(x))
+        """Feed one value; ``(upper, middle, lower)`` once warm, else None."""
+        # mypy keeps float in the else branch (float is not final), but there it is not one
+        d: Decimal | int = Decimal(repr(x)) if type(x) is float else x  # type: ignore[assignment]
         buf = self._ibuf
         if buf is None:
-            return self._update_decimal(x)
+            return self._update_decimal(d)
         try:
-            num, den = x.as_integer_ratio()
+            num, den = d.as_integer_ratio()
         except (ValueError, OverflowError):  # NaN, infinity: Decimal arithmetic
-            return self._to_decimal(x)
+            return self._to_decimal(d)
         m = self._mult.get(den)
         if m is None:
             m = self._multiplier(den)
             if m is None:
-                return self._to_decimal(x)
+                return self._to_decimal(d)
             buf = self._ibuf  # rescaled: a new buffer
+            assert buf is not None  # _multiplier keeps integer mode when it returns a multiplier
         v = num * m
         xlim = self._xlim
         if v > xlim or v < -xlim:
-            return self._to_decimal(x)
+            return self._to_decimal(d)
         n = self.period
         if len(buf) == n:
             old = buf[0]
@@ -462,7 +595,7 @@ class BollingerBands:
         """The multiplier of a value with this denominator; raises the scale when it needs more
         decimals. None: the scaled values would leave the bound (go on in Decimal mode)."""
         k = self._k
-        scale = 10**k
+        scale: int = 10**k
         if scale % den:
             need = 0
             for f in (2, 5):
@@ -489,9 +622,9 @@ class BollingerBands:
         """Leave integer mode for good: the same state as Decimal sums (exact: within the bound),
         then this update in Decimal arithmetic."""
         buf = self._ibuf
-        assert buf is not None
+        assert buf is not None  # called in integer mode only
         k = self._k
-        vals = [Decimal(v).scaleb(-k) for v in buf]
+        vals: list[Decimal | int] = [Decimal(v).scaleb(-k) for v in buf]
         self._buf = deque(vals, maxlen=self.period)
         self._sq = deque((d * d for d in vals), maxlen=self.period)
         self._dsum = Decimal(self._isum).scaleb(-k)
@@ -527,9 +660,10 @@ class BollingerBands:
 
     def position(self, x: float | Decimal) -> float | None:
         """%B of ``x``: (x - lower) / (upper - lower); 0.5 when the bands coincide."""
-        if self.value is None:
+        up, lo = self.upper, self.lower
+        if self.value is None or up is None or lo is None:
             return None
-        width = self.upper - self.lower  # type: ignore[operator]
+        width = up - lo
         if width <= 0.0:
             return 0.5
-        return (float(x) - self.lower) / width  # type: ignore[operator]
+        return (float(x) - lo) / width

@@ -68,7 +68,11 @@ class Param:
 
     @property
     def type_name(self) -> str:
-        return _TYPE_NAMES.get(self.type, getattr(self.type, "__name__", str(self.type)))  # type: ignore[arg-type]
+        """The parameter's type as the help text names it (int, float, decimal, bool, ...)."""
+        t = self.type
+        if t is not None and t in _TYPE_NAMES:
+            return _TYPE_NAMES[t]
+        return str(getattr(t, "__name__", str(t)))
 
     def bounds_text(self) -> str:
         """``>= 1``, ``in [0, 100]``, ``> 0``, ``one of a, b``; empty without bounds."""
@@ -94,11 +98,50 @@ class Param:
         return f"{self.type_name} {b}" if b else self.type_name
 
     def with_default(self, default: Any) -> Param:
+        """The same declaration with another default (a subclass's ``defaults``)."""
         return replace(self, default=default)
 
 
 def _article(text: str) -> str:
     return ("an " if text[:1].lower() in "aeiou" else "a ") + text
+
+
+def _from_text(t: type | None, text: str) -> Any:
+    """A ``--param`` string as type ``t`` (ValueError/ArithmeticError: not a valid one)."""
+    if t is bool:
+        low = text.lower()
+        if low not in _TRUE | _FALSE:
+            raise ValueError(text)
+        return low in _TRUE
+    if t is int:
+        return int(text)
+    if t is float:
+        return float(text)
+    if t is Decimal:
+        return Decimal(text)
+    if t is None:
+        raise TypeError
+    return t(text)
+
+
+def _from_value(t: type | None, v: Any) -> Any:
+    """A Python value as type ``t``: ints are taken for float and Decimal, nothing is taken for
+    bool but a bool (TypeError: the wrong type)."""
+    if t is bool:
+        if not isinstance(v, bool):
+            raise TypeError
+    elif t is int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError
+    elif t is float or t is Decimal:
+        if isinstance(v, bool) or not isinstance(v, (int, float, Decimal)):
+            raise TypeError
+        if t is float:
+            return float(v)
+        return v if isinstance(v, Decimal) else Decimal(str(v))
+    elif t is not None and not isinstance(v, t):
+        raise TypeError
+    return v
 
 
 def coerce_value(key: str, spec: Param, value: Any, strategy: str = "strategy") -> Any:
@@ -108,40 +151,8 @@ def coerce_value(key: str, spec: Param, value: Any, strategy: str = "strategy") 
     if not spec.strict and (not isinstance(v, str) or t not in (int, float, Decimal, bool)):
         return v
     try:
-        if isinstance(v, str) and t is not str:
-            text = v.strip()
-            if t is bool:
-                low = text.lower()
-                if low not in _TRUE | _FALSE:
-                    raise ValueError(text)
-                v = low in _TRUE
-            elif t is int:
-                v = int(text)
-            elif t is float:
-                v = float(text)
-            elif t is Decimal:
-                v = Decimal(text)
-            else:
-                v = t(text)  # type: ignore[misc]
-            from_text = True
-        else:
-            from_text = False
-            if t is bool:
-                if not isinstance(v, bool):
-                    raise TypeError
-            elif t is int:
-                if isinstance(v, bool) or not isinstance(v, int):
-                    raise TypeError
-            elif t is float:
-                if isinstance(v, bool) or not isinstance(v, (int, float, Decimal)):
-                    raise TypeError
-                v = float(v)
-            elif t is Decimal:
-                if isinstance(v, bool) or not isinstance(v, (int, float, Decimal)):
-                    raise TypeError
-                v = v if isinstance(v, Decimal) else Decimal(str(v))
-            elif t is not None and not isinstance(v, t):
-                raise TypeError
+        from_text = isinstance(v, str) and t is not str
+        v = _from_text(t, v.strip()) if from_text else _from_value(t, v)
     except (ValueError, ArithmeticError, InvalidOperation):
         raise ParamError(
             f"parameter {key}={value!r} for strategy {strategy!r} is not a valid {spec.type_name}"
@@ -219,16 +230,19 @@ class Rule:
 
     @property
     def text(self) -> str:
+        """The rule as written (or its message), for help and errors."""
         return self.check.strip() if isinstance(self.check, str) else str(self.message)
 
     @property
     def names(self) -> list[str]:
+        """The parameters the rule names, in the order written (checked against the declaration)."""
         if self._tree is None:
             return []
         found = sorted((n.col_offset, n.id) for n in ast.walk(self._tree) if isinstance(n, ast.Name))
         return list(dict.fromkeys(name for _, name in found))  # in the order they are written
 
     def holds(self, params: Mapping[str, Any]) -> bool:
+        """Whether the parameters satisfy the rule (a type error counts as no)."""
         if self._tree is None:
             return bool(self.check(params))  # type: ignore[operator]
         try:
@@ -237,6 +251,7 @@ class Rule:
             return False
 
     def error(self, strategy: str, params: Mapping[str, Any]) -> str:
+        """The message for a violated rule, with the values given."""
         got = ", ".join(f"{n}={params[n]}" for n in self.names if n in params)
         tree = self._tree
         if self.message:

@@ -1,11 +1,33 @@
-"""Signal engine: routes market data to one strategy instance per symbol, collects signals."""
+"""Signal engine: routes market data to one strategy instance per symbol, collects signals.
+
+Its checkpoint (``get_state``) holds one entry per symbol (:func:`strategy_state`): the
+strategy's name and version, its parameters, the number of signals it emitted (their ids derive
+from it), its position view, and its own ``Strategy.get_state()``. Plain data throughout, no
+Python objects: a checkpoint names no code to run.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any, TypeVar
 
-from claire.events import Bar, IdFactory, Order, OrderResult, OrderStatus, QuoteTick, Side, Signal, TradeTick
+import msgspec
+
+from claire.events import (
+    Bar,
+    IdFactory,
+    Order,
+    OrderResult,
+    OrderStatus,
+    QuoteTick,
+    Side,
+    Signal,
+    StateError,
+    TradeTick,
+    from_plain,
+    to_plain,
+)
 from claire.strategy.base import Strategy, WorkingOrder
 
 _EMPTY: tuple[Signal, ...] = ()
@@ -13,7 +35,15 @@ _BUY = Side.BUY
 _FILLED, _PARTIALLY_FILLED = OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED
 
 
+_E = TypeVar("_E", Bar, TradeTick, QuoteTick)
+_encoder = msgspec.json.Encoder()
+
+
 class SignalEngine:
+    """Hosts the strategy: one instance of the strategy class per symbol, made on the symbol's
+    first event, so user strategies never look up which symbol an event is for. Implements the
+    component contract (:class:`claire.events.SignalRole`)."""
+
     def __init__(self, strategy_cls: type[Strategy], params: dict[str, Any] | None = None,
                  ids: IdFactory | None = None) -> None:
         self.strategy_cls = strategy_cls
@@ -27,7 +57,7 @@ class SignalEngine:
         strat = self.strategies[symbol] = self.strategy_cls(symbol, self.ids, **self.params)
         return strat
 
-    def _run(self, strat: Strategy, ev: Any, fn: Callable[[Any], None]) -> tuple[Signal, ...] | list[Signal]:
+    def _run(self, strat: Strategy, ev: _E, fn: Callable[[_E], None]) -> Sequence[Signal]:
         strat._event = ev
         fn(ev)
         if strat._out:
@@ -36,7 +66,8 @@ class SignalEngine:
             return out
         return _EMPTY
 
-    def on_bar(self, bar: Bar) -> tuple[Signal, ...] | list[Signal]:
+    def on_bar(self, bar: Bar) -> Sequence[Signal]:
+        """The bar to its symbol's strategy; the signals it emitted."""
         strat = self.strategies.get(bar.symbol)
         if strat is None:
             strat = self._new(bar.symbol)
@@ -48,18 +79,21 @@ class SignalEngine:
             return out
         return _EMPTY
 
-    def on_trade(self, tick: TradeTick) -> tuple[Signal, ...] | list[Signal]:
+    def on_trade(self, tick: TradeTick) -> Sequence[Signal]:
+        """The trade to its symbol's strategy; the signals it emitted."""
         strat = self.strategies.get(tick.symbol) or self._new(tick.symbol)
         return self._run(strat, tick, strat.on_trade)
 
-    def on_quote(self, quote: QuoteTick) -> tuple[Signal, ...] | list[Signal]:
+    def on_quote(self, quote: QuoteTick) -> Sequence[Signal]:
+        """The quote to its symbol's strategy; the signals it emitted."""
         strat = self.strategies.get(quote.symbol) or self._new(quote.symbol)
         return self._run(strat, quote, strat.on_quote)
 
-    def on_market(self, ev: Bar | TradeTick | QuoteTick) -> tuple[Signal, ...] | list[Signal]:
-        if type(ev) is Bar:
+    def on_market(self, ev: Bar | TradeTick | QuoteTick) -> Sequence[Signal]:
+        """Any market event to its symbol's strategy; the signals it emitted."""
+        if isinstance(ev, Bar):
             return self.on_bar(ev)
-        if type(ev) is TradeTick:
+        if isinstance(ev, TradeTick):
             return self.on_trade(ev)
         return self.on_quote(ev)
 
@@ -95,17 +129,70 @@ class SignalEngine:
 
     # --- restart --------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
-        """Strategies are user classes with arbitrary state: they are pickled as they are."""
-        import base64
-        import pickle
+        """Every strategy as plain data (see :func:`strategy_state`); raises StateError naming
+        the strategy and symbol whose state msgspec cannot encode."""
+        out = {}
+        for sym, strat in self.strategies.items():
+            st = out[sym] = strategy_state(strat)
+            _check_encodes(strat, st)
+        return {"strategies": out}
 
-        return {"strategies": base64.b64encode(pickle.dumps(self.strategies)).decode()}
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Make every strategy of the checkpoint again (see :meth:`restore_strategy`)."""
+        self.strategies = {sym: self.restore_strategy(sym, st) for sym, st in state["strategies"].items()}
 
-    def set_state(self, st: dict[str, Any]) -> None:
-        import base64
-        import pickle
+    def restore_strategy(self, symbol: str, st: dict[str, Any]) -> Strategy:
+        """A strategy of ``symbol`` as :func:`strategy_state` saved it: constructed with the saved
+        parameters (``setup`` runs), the framework's part put back, then ``Strategy.set_state``."""
+        cls = self.strategy_cls
+        if st.get("strategy") != cls.name or st.get("strategy_version") != cls.version:
+            raise StateError(
+                f"the checkpoint of {symbol} is of strategy {st.get('strategy')!r} version "
+                f"{st.get('strategy_version')!r}; this run has {cls.name!r} version {cls.version!r} (a "
+                "strategy whose state changed shape gets a new version; start the run afresh)")
+        params = from_plain(st["params"])
+        if type(params) is not dict:
+            raise StateError(f"the checkpoint of {symbol}: parameters are not a mapping")
+        strat = cls(symbol, self.ids, **params)
+        strat._n = int(st["signals"])
+        strat.position = Decimal(st["position"])
+        strat.working_orders = {
+            oid: WorkingOrder(order_id=oid, signal_id=sid, side=Side(side), quantity=Decimal(q), leaves=Decimal(lv),
+                              reduce_only=bool(ro))
+            for oid, sid, side, q, lv, ro in st["working_orders"]
+        }
+        strat.set_state(st["state"])
+        return strat
 
-        self.strategies = pickle.loads(base64.b64decode(st["strategies"]))
+
+def strategy_state(strat: Strategy) -> dict[str, Any]:
+    """One strategy's checkpoint: the framework's part (name, version, parameters in the typed
+    plain form, signal counter, position view) and ``strat.get_state()``."""
+    return {
+        "strategy": strat.name,
+        "strategy_version": strat.version,
+        "params": to_plain(strat.params, f"{type(strat).__qualname__}.params"),
+        "signals": strat._n,
+        "position": str(strat.position),
+        "working_orders": [[w.order_id, w.signal_id, w.side.value, str(w.quantity), str(w.leaves), w.reduce_only]
+                           for w in strat.working_orders.values()],
+        "state": strat.get_state(),
+    }
+
+
+def encode_strategy(strat: Strategy) -> bytes:
+    """:func:`strategy_state` as JSON (what the signal stage keeps per symbol)."""
+    st = strategy_state(strat)
+    return _check_encodes(strat, st)
+
+
+def _check_encodes(strat: Strategy, st: dict[str, Any]) -> bytes:
+    try:
+        return _encoder.encode(st)
+    except (TypeError, ValueError, OverflowError) as exc:
+        cls = type(strat).__qualname__
+        raise StateError(f"{cls}.get_state() of {strat.symbol} returned what msgspec cannot encode ({exc}); "
+                         "return plain data (see claire.strategy.base)") from None
 
 
 def _working(strat: Strategy) -> dict[str, WorkingOrder]:
