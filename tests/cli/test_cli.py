@@ -43,7 +43,7 @@ def test_backtest_reports_bad_input_clearly(data_dir: Path):
         (["--data", "nope.feather"], "market data file not found: nope.feather"),
         (["--data", btc, "--fill", "tomorrow"], "--fill must be next_open or close"),
         (["--data", btc, "--strategy", "nosuch"], "nosuch"),
-        (["--data", btc, "--param", "fast=x"], "fast"),
+        (["--data", btc, "--strategy", "sma_cross", "--param", "fast=x"], "fast"),
         (["--data", btc, "--quantity", "-1"], "--quantity must be > 0"),
         (["--data", btc, "--risk", "some"], "--risk must be default or none"),
     ]
@@ -82,3 +82,19 @@ def test_issue_command_writes_the_documented_run_files(data_dir: Path, tmp_path:
 def test_strategies_lists_builtins():
     res = runner.invoke(app, ["strategies"])
     assert res.exit_code == 0 and "sma_cross" in res.output and "momentum" in res.output
+
+
+def test_run_commands_share_their_options_and_defaults():
+    """backtest, paper, up and spec take the shared run options with the same defaults (momentum)."""
+    import typer.main
+
+    from claire.config import RunOptions
+
+    group = typer.main.get_command(app)
+    defaults = {name: {p.name: p.default for p in group.commands[name].params}  # type: ignore[attr-defined]
+                for name in ("backtest", "paper", "up", "spec")}
+    shared = set.intersection(*(set(d) for d in defaults.values()))
+    assert {"strategy", "param", "quantity", "fee_bps", "fill", "risk", "start_cash", "max_volume_share"} <= shared
+    for option in shared:
+        assert len({repr(d[option]) for d in defaults.values()}) == 1, option
+    assert {d["strategy"] for d in defaults.values()} == {RunOptions().strategy} == {"momentum"}

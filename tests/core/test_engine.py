@@ -25,9 +25,10 @@ from typing import Any
 
 import pytest
 
-from claire.engine.kernel import RunConfig
+from claire.config import DataSettings, RunConfig, RuntimeSettings, StrategySettings
 from claire.events import OrderResult, ns_from_iso
 from claire.reporting.runfiles import TRADES_COLUMNS
+from claire.risk import RiskConfig
 from claire.runtime.backtest import RunResult, run_backtest
 
 D = Decimal
@@ -38,8 +39,9 @@ CENT = D("0.01")
 
 
 def _config(out: Path) -> RunConfig:
-    return RunConfig(data=[BTC_FILE], strategy="sma_cross", params={"fast": 10, "slow": 30},
-                          quantity=D("0.1"), risk="none", out=out)
+    return RunConfig(data=DataSettings(paths=[str(BTC_FILE)]),
+                     strategy=StrategySettings(name="sma_cross", params={"fast": 10, "slow": 30}),
+                     risk=RiskConfig(enabled=False, quantity=D("0.1")), runtime=RuntimeSettings(out=str(out)))
 
 
 @pytest.fixture(scope="module")

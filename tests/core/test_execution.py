@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from claire.engine.kernel import RunConfig, build_core
+from claire.config import RunConfig, StrategySettings
+from claire.engine.kernel import build_core
 from claire.events import (
     Event,
     Liquidity,
@@ -20,6 +21,7 @@ from claire.events import (
     TradeTick,
 )
 from claire.execution import ExchangeSimulator, ExecutionConfig, FillMode
+from claire.risk import RiskConfig
 
 from ._util import DAY, MIN, SCRIPTED, SEC, T0, D, bar, order, quote
 
@@ -342,7 +344,8 @@ def test_cancel_all_cancels_every_working_order() -> None:
 def test_the_core_cancels_working_orders_at_the_end_of_data() -> None:
     out: list[Event] = []
     script = {BTC: [("none", None), ("buy", Decimal(1))]}
-    core = build_core(RunConfig(strategy=SCRIPTED, params={"script": script}, risk="none"), out.append)
+    core = build_core(RunConfig(strategy=StrategySettings(name=SCRIPTED, params={"script": script}),
+                                risk=RiskConfig(enabled=False)), out.append)
     core.on_bar(bar(BTC, T1, "100"))
     core.on_bar(bar(BTC, T2, "100"))  # the buy: would fill at the next bar's open, which never comes
     core.finish()

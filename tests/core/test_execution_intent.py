@@ -20,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from claire.engine.kernel import RunConfig, build_core
+from claire.config import PortfolioSettings, RunConfig, StrategySettings
+from claire.engine.kernel import build_core
 from claire.events import Bar, Event, Order, OrderResult, OrderStatus, OrderType, Side, TimeInForce, TradeTick
 from claire.execution import ExchangeSimulator, ExecutionConfig, FillMode
 from claire.risk import RiskConfig
@@ -216,8 +217,8 @@ def test_a_strategy_sees_its_position_and_working_orders() -> None:
     Viewing.seen = []
     out: list[Event] = []
     script = {NEAR: [("none", None), ("buy", D(2000)), ("none", None), ("close_long", None), ("none", None)]}
-    cfg = RunConfig(strategy="tests.core.test_execution_intent:Viewing", params={"script": script},
-                         risk="none", fee_bps=D(0))
+    cfg = RunConfig(strategy=StrategySettings(name="tests.core.test_execution_intent:Viewing", params={"script": script}),
+                    risk=RiskConfig(enabled=False), execution=ExecutionConfig(taker_fee_bps=D(0), maker_fee_bps=D(0)))
     core = build_core(cfg, out.append)
     for i, vol in enumerate([2072, 2072, 100_000, 100_000, 100_000]):
         core.on_bar(bar(NEAR, T1 + i * MIN, "5", volume=vol))
@@ -275,8 +276,9 @@ def _near_core(risk: str = "none") -> tuple[Any, Positions]:
     rec = Positions()
     script = {NEAR: [("none", None), ("buy", None), ("close_long", None), ("buy", None), ("none", None),
                      ("none", None)]}
-    cfg = RunConfig(strategy=SCRIPTED, params={"script": script}, quantity=D(2000), risk=risk,
-                         fee_bps=D(0))
+    cfg = RunConfig(strategy=StrategySettings(name=SCRIPTED, params={"script": script}),
+                    risk=RiskConfig(enabled=risk != "none", quantity=D(2000)),
+                    execution=ExecutionConfig(taker_fee_bps=D(0), maker_fee_bps=D(0)))
     return build_core(cfg, rec), rec
 
 
@@ -341,9 +343,10 @@ def test_the_absolute_position_never_exceeds_the_fixed_quantity(strategy: str, f
     name = "momentum" if short else strategy
     params = dict(SMALL_PARAMS[name], **({"allow_short": True} if short else {}))
     rec = Positions()
-    cfg = RunConfig(strategy=name, params=params, quantity=D(quantity), risk=risk, fill=fill,
-                         fee_bps=D(0), start_cash=D(1_000_000),
-                         risk_config=RiskConfig(allow_short=short))
+    cfg = RunConfig(strategy=StrategySettings(name=name, params=params),
+                    risk=RiskConfig(enabled=risk != "none", quantity=D(quantity), allow_short=short),
+                    execution=ExecutionConfig(fill=fill, taker_fee_bps=D(0), maker_fee_bps=D(0)),
+                    portfolio=PortfolioSettings(start_cash=D(1_000_000)))
     core = build_core(cfg, rec)
     prev = D(prices[0])
     for i, (p, v) in enumerate(zip(prices, volumes, strict=True)):

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from claire.engine.kernel import RunConfig, build_core
+from claire.config import RunConfig, RuntimeSettings, StrategySettings
+from claire.engine.kernel import build_core
 from claire.events import Bar, Event, OrderResult, OrderStatus, PortfolioSnapshot, PositionSide, Side
+from claire.execution import ExecutionConfig
 from claire.marketdata import synthetic_bars
 from claire.marketdata.bars import read_bars_feather
 from claire.portfolio import Portfolio
@@ -34,7 +36,8 @@ def replay_events() -> list[Bar]:
 
 def _replay(events: list[Bar], strategy: str, **kw: object) -> list[Event]:
     out: list[Event] = []
-    core = build_core(RunConfig(strategy=strategy, run_id=f"pf-{strategy}", **kw), out.append)  # type: ignore[arg-type]
+    core = build_core(RunConfig(strategy=StrategySettings(name=strategy), runtime=RuntimeSettings(run_id=f"pf-{strategy}"),
+                                **kw), out.append)  # type: ignore[arg-type]
     run_events(core, events)
     core.finish()
     return out
@@ -89,7 +92,8 @@ def test_equity_identity_at_every_snapshot_of_a_real_replay(replay_events: list[
 
 
 def test_equity_identity_with_close_fills_and_slippage(replay_events: list[Bar]) -> None:
-    events = _replay(replay_events[:4000], "sma_cross", fill="close", slippage_bps=D(7), fee_bps=D("7.5"))
+    events = _replay(replay_events[:4000], "sma_cross", execution=ExecutionConfig(
+        fill="close", slippage_bps=D(7), taker_fee_bps=D("7.5"), maker_fee_bps=D("7.5")))
     _, n_fill = _identity_walk(events, D(100_000))
     assert n_fill > 20
 
@@ -323,7 +327,7 @@ def test_portfolio_state_round_trip_gives_identical_snapshots() -> None:
 def test_core_state_round_trip_gives_identical_events(replay_events: list[Bar]) -> None:
     """Stop a replay half way, restart a new core from the saved state: the rest is identical."""
     events = replay_events[:3000]
-    cfg = RunConfig(strategy="sma_cross", run_id="restart")
+    cfg = RunConfig(strategy=StrategySettings(name="sma_cross"), runtime=RuntimeSettings(run_id="restart"))
     out_a: list[Event] = []
     a = build_core(cfg, out_a.append)
     run_events(a, events[:1500])

@@ -11,8 +11,15 @@ from typing import Any
 
 import pytest
 
-from claire.config import ConfigError, risk_config_from_env
-from claire.engine.kernel import RunConfig, build_core
+from claire.config import (
+    ConfigError,
+    DataSettings,
+    RunConfig,
+    RuntimeSettings,
+    StrategySettings,
+    risk_config_from_env,
+)
+from claire.engine.kernel import build_core
 from claire.events import (
     Alert,
     Event,
@@ -26,6 +33,7 @@ from claire.events import (
     Signal,
     TradingState,
 )
+from claire.execution import ExecutionConfig
 from claire.risk import RiskConfig
 from claire.risk.manager import FLATTEN_STRATEGY
 from claire.runtime.backtest import run_backtest
@@ -139,7 +147,8 @@ def test_momentum_on_eth_exits_after_the_breaker(data_dir: Path) -> None:
     """Issue 9 a: momentum with the default limits on ETHUSDT trips the breaker; before, every
     later signal was rejected, the closes of the open long included, and the drawdown grew to
     12.28%. Now no close is rejected by a limit of new exposure."""
-    cfg = RunConfig(data=[data_dir / "ETH_USDT-1m.feather"], strategy="momentum", run_id="eth-exits")
+    cfg = RunConfig(data=DataSettings(paths=[str(data_dir / "ETH_USDT-1m.feather")]),
+                    strategy=StrategySettings(name="momentum"), runtime=RuntimeSettings(run_id="eth-exits"))
     r = run_backtest(cfg)
     evs = r.recorder.risk_events
     trips = [e for e in evs if e.action is RiskAction.CIRCUIT_BROKEN]
@@ -208,8 +217,10 @@ def _flatten_run(action: str) -> tuple[list[Event], Any]:
     rc = RiskConfig(max_position_pct=D("0.4"), max_total_exposure_pct=D(1), max_daily_drawdown_pct=D("0.9"),
                     circuit_breaker_action=action)
     script = {s: [("buy", None)] for s in (BTC, ETH)}
-    cfg = RunConfig(strategy=SCRIPTED, params={"script": script}, fill="next_open", fee_bps=D(0),
-                         max_volume_share=None, risk_config=rc, run_id=f"flatten-{action}")
+    cfg = RunConfig(strategy=StrategySettings(name=SCRIPTED, params={"script": script}),
+                    execution=ExecutionConfig(fill="next_open", taker_fee_bps=D(0), maker_fee_bps=D(0),
+                                              max_volume_share=None),
+                    risk=rc, runtime=RuntimeSettings(run_id=f"flatten-{action}"))
     events: list[Event] = []
     core = build_core(cfg, events.append)
     prices = ["100", "100", "95", "90", "85", "80", "75", "70", "65", "60"]

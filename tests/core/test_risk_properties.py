@@ -28,7 +28,8 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from claire.engine.kernel import RunConfig, build_core
+from claire.config import RunConfig, RuntimeSettings, StrategySettings
+from claire.engine.kernel import build_core
 from claire.events import (
     Event,
     Order,
@@ -38,6 +39,7 @@ from claire.events import (
     RiskEvent,
     Side,
 )
+from claire.execution import ExecutionConfig
 from claire.portfolio import Portfolio
 from claire.risk import RiskConfig
 
@@ -110,9 +112,10 @@ def run(syms: list[str], n_bars: int, paths: dict, script: dict, allow_short: bo
         fee_bps: Decimal, fee_tolerant: bool) -> Checker:
     """The production wiring (``build_core``), fill at the close, no volume limit."""
     checker = Checker(fee_tolerant)
-    cfg = RunConfig(strategy=SCRIPTED, params={"script": script}, fill="close", fee_bps=fee_bps,
-                         max_volume_share=None, risk_config=RiskConfig(allow_short=allow_short),
-                         run_id="risk-properties")
+    cfg = RunConfig(strategy=StrategySettings(name=SCRIPTED, params={"script": script}),
+                    execution=ExecutionConfig(fill="close", taker_fee_bps=fee_bps, maker_fee_bps=fee_bps,
+                                              max_volume_share=None),
+                    risk=RiskConfig(allow_short=allow_short), runtime=RuntimeSettings(run_id="risk-properties"))
     core = build_core(cfg, checker)
     checker.pf = core.portfolio
     for i in range(n_bars):
@@ -169,8 +172,9 @@ def test_position_limit_holds_after_the_fee_is_paid() -> None:
 def test_fee_tolerance_is_exactly_the_fee() -> None:
     """The excess above is the fee and nothing else: position / (equity after + fee) == 10%."""
     seen: list[Event] = []
-    cfg = RunConfig(strategy=SCRIPTED, params={"script": {"BTCUSDT": [("buy", None)]}}, fill="close",
-                         fee_bps=D(10), max_volume_share=None)
+    cfg = RunConfig(strategy=StrategySettings(name=SCRIPTED, params={"script": {"BTCUSDT": [("buy", None)]}}),
+                    execution=ExecutionConfig(fill="close", taker_fee_bps=D(10), maker_fee_bps=D(10),
+                                              max_volume_share=None))
     core = build_core(cfg, seen.append)
     core.on_bar(bar("BTCUSDT", T0 + MIN, "100", volume="1e12"))
     (f,) = [e for e in seen if type(e) is OrderResult]

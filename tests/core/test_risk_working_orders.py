@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from claire.engine.kernel import RunConfig, build_core
+from claire.config import DataSettings, RunConfig, RuntimeSettings, StrategySettings
+from claire.engine.kernel import build_core
 from claire.events import (
     Event,
     Order,
@@ -28,6 +29,7 @@ from claire.events import (
     Side,
     TradingState,
 )
+from claire.execution import ExecutionConfig
 from claire.portfolio import Portfolio
 from claire.risk import RiskConfig, RiskManager
 
@@ -119,8 +121,10 @@ def test_exposure_plus_working_orders_at_approval_never_exceeds_the_limits(sc: t
     checker = ApprovalChecker(pos_pct, total_pct)
     rc = RiskConfig(max_position_pct=pos_pct, max_total_exposure_pct=total_pct,
                     max_daily_drawdown_pct=D(1), circuit_breaker_threshold_pct=D(1), max_slippage_pct=D(1))
-    cfg = RunConfig(strategy=SCRIPTED, params={"script": script}, fill="next_open", fee_bps=FEE * 10_000,
-                         max_volume_share=D("0.5") if partial else None, risk_config=rc, run_id="working-prop")
+    cfg = RunConfig(strategy=StrategySettings(name=SCRIPTED, params={"script": script}),
+                    execution=ExecutionConfig(fill="next_open", taker_fee_bps=FEE * 10_000, maker_fee_bps=FEE * 10_000,
+                                              max_volume_share=D("0.5") if partial else None),
+                    risk=rc, runtime=RuntimeSettings(run_id="working-prop"))
     core = build_core(cfg, checker)
     checker.pf = core.portfolio
     volume = "1e12" if not partial else "20"  # partial: at most 10 units per bar fill
@@ -136,8 +140,10 @@ def test_same_bar_signals_share_the_cap() -> None:
     working orders fill at the next open and then count as positions."""
     syms = [BTC, ETH, SOL, XRP, BNB]
     checker = ApprovalChecker(D("0.10"), D("0.30"))
-    cfg = RunConfig(strategy=SCRIPTED, params={"script": {s: [("buy", None)] for s in syms}},
-                         fill="next_open", fee_bps=D(0), max_volume_share=None, run_id="same-bar")
+    cfg = RunConfig(strategy=StrategySettings(name=SCRIPTED, params={"script": {s: [("buy", None)] for s in syms}}),
+                    execution=ExecutionConfig(fill="next_open", taker_fee_bps=D(0), maker_fee_bps=D(0),
+                                              max_volume_share=None),
+                    runtime=RuntimeSettings(run_id="same-bar"))
     core = build_core(cfg, checker)
     checker.pf = core.portfolio
     for s in syms:
@@ -308,7 +314,8 @@ def test_demo_bar_2026_03_25_15_23_approves_at_most_the_cap(data_dir: Path) -> N
     files = [data_dir / f"{s}_USDT-1m.feather" for s in ("BTC", "ETH", "BNB", "SOL", "XRP")]
     t_bar = int(dt.datetime(2026, 3, 25, 15, 23, tzinfo=dt.UTC).timestamp()) * 10**9
     events: list[Event] = []
-    core = build_core(RunConfig(data=files, strategy="momentum", run_id="demo-bar"), events.append)
+    core = build_core(RunConfig(data=DataSettings(paths=[str(f) for f in files]), strategy=StrategySettings(name="momentum"),
+                                runtime=RuntimeSettings(run_id="demo-bar")), events.append)
     for ev in open_market_data(files, None):
         if ev.ts_event > t_bar:
             break

@@ -174,7 +174,7 @@ def delete_prefix(url: str, prefix: str) -> int:
 def load_checkpoint(spec: dict[str, Any], name: str) -> tuple[int, bytes] | None:
     from claire.bus import RedisStreamsBus
 
-    bus = RedisStreamsBus(spec["bus_url"], spec["prefix"], reconnect_timeout_s=5)
+    bus = RedisStreamsBus(spec["runtime"]["bus_url"], spec["runtime"]["prefix"], reconnect_timeout_s=5)
     try:
         return bus.load_checkpoint(name)
     finally:
@@ -266,15 +266,15 @@ def up_when_ready(spec: dict[str, Any], state_dir: Path, timeout: float = 90) ->
     state_dir.mkdir(parents=True, exist_ok=True)
     spec_path = state_dir / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=2))
-    partitions = int(spec.get("partitions", 1))
-    bus = make_bus(spec["bus_url"], prefix=spec["prefix"])
+    partitions = int(spec["runtime"].get("partitions", 1))
+    bus = make_bus(spec["runtime"]["bus_url"], prefix=spec["runtime"]["prefix"])
     try:
         purge(bus)
-        create_groups(bus, partitions, topology=spec.get("topology", "seeds"))
+        create_groups(bus, partitions, topology=spec["runtime"].get("topology", "seeds"))
     finally:
         bus.close()
     pids: dict[str, int] = {}
-    services = service_list(partitions, spec.get("topology", "seeds"))
+    services = service_list(partitions, spec["runtime"].get("topology", "seeds"))
     for name, replica, display in services:
         if name == "marketdata":
             (state_dir / "pids.json").write_text(json.dumps(pids, indent=2))
@@ -321,7 +321,7 @@ def all_healthy(spec: dict[str, Any], partitions: int = 1, skip: Sequence[str] =
     """Every service of ``spec`` answers /health with 200."""
     from claire.runtime.distributed.supervisor import port_of, service_list
 
-    for name, replica, _ in service_list(partitions, spec.get("topology", "seeds")):
+    for name, replica, _ in service_list(partitions, spec["runtime"].get("topology", "seeds")):
         if name in skip:
             continue
         try:
@@ -350,10 +350,10 @@ def metric_values(text: str, name: str) -> dict[str, float]:
 
 def make_cfg(data: Sequence[Path], *, fill: str = "next_open", out: Path | None = None) -> Any:
     """The config `claire backtest/paper/up` build from the same flags (sma_cross 10/30, default risk)."""
-    from claire.cli.main import make_config
+    from claire.config import RunOptions, make_config
 
-    return make_config(list(data), None, "sma_cross", ["fast=10", "slow=30"], None, "10", None, "0", fill,
-                       "default", out, "100000", "0.25")
+    return make_config(RunOptions(data=list(data), strategy="sma_cross", param=["fast=10", "slow=30"], fill=fill,
+                                  out=out))
 
 
 def make_spec(cfg: Any, *, bus_url: str, prefix: str, db_url: str, speed: float | None = None,

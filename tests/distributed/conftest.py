@@ -32,7 +32,7 @@ class Cleanup:
     def keys_of(self, state_dir: Path) -> None:
         """The prefix of a `claire up` run (derived from the run spec) from its spec.json."""
         spec = json.loads((state_dir / "spec.json").read_text())
-        self.keys(spec["bus_url"], spec["prefix"])
+        self.keys(spec["runtime"]["bus_url"], spec["runtime"]["prefix"])
 
     def run(self) -> None:
         for d in self.state_dirs:
@@ -40,7 +40,7 @@ class Cleanup:
                 _dist.stop_all(d)
             if (d / "spec.json").exists():
                 spec = json.loads((d / "spec.json").read_text())
-                self.prefixes.append((spec["bus_url"], spec["prefix"]))
+                self.prefixes.append((spec["runtime"]["bus_url"], spec["runtime"]["prefix"]))
         for url, prefix in dict.fromkeys(self.prefixes):
             with contextlib.suppress(Exception):  # a private Redis that is already gone
                 _dist.delete_prefix(url, prefix)

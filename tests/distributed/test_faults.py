@@ -58,7 +58,7 @@ def _run(spec: dict, state: Path, during=None, final_timeout: float = 150) -> di
         during(spec, state)
     wait_final(spec, state, timeout=final_timeout)
     stop_all(state)
-    return db_result(spec["database_url"])
+    return db_result(spec["runtime"]["database_url"])
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def reference(fault_data, tmp_path_factory, pg_database_module, cleanup_module):
     d = tmp_path_factory.mktemp("fault-ref")
     spec = make_spec(make_cfg(fault_data), bus_url=REDIS_URL, prefix=f"claire-test:dist-ref:{uuid.uuid4().hex[:8]}:",
                      db_url=pg_database_module())
-    cleanup_module.keys(REDIS_URL, spec["prefix"])
+    cleanup_module.keys(REDIS_URL, spec["runtime"]["prefix"])
     ref = _run(spec, cleanup_module.services(d / "state"))
     # and it is the backtest's result
     bt = run_backtest(make_cfg(fault_data))
@@ -105,7 +105,7 @@ def _progress(victim: str, spec: dict, ref: dict) -> tuple[float, bool]:
         import sqlalchemy as sa
 
         done = (load_checkpoint(spec, "writer") or (0, b""))[1].find(b"final_persisted") >= 0
-        eng = sa.create_engine(spec["database_url"])
+        eng = sa.create_engine(spec["runtime"]["database_url"])
         try:
             with eng.connect() as c:
                 n = c.execute(sa.text("select count(*) from trades")).scalar()
@@ -131,7 +131,7 @@ def test_kill_9_of_a_service_mid_replay_then_restart(victim, fault_data, referen
     service); the result must still be the seeds' topology's undisturbed run."""
     spec = _spec(fault_data, REDIS_URL, redis_prefix, pg_database)
     if victim == "account":
-        spec["topology"] = "account"
+        spec["runtime"]["topology"] = "account"
     services = {"writer", "signal", "marketdata"} | (
         {"account"} if victim == "account" else {"portfolio", "execution", "risk"})
     state = cleanup.services(tmp_path / "state")
@@ -292,7 +292,7 @@ def test_malformed_market_data_goes_to_the_dead_letter_stream(fault_data, refere
     bad = _malformed(1000)
     spec = _spec(fault_data, redis_url, redis_prefix, pg_database)
     state = cleanup.services(tmp_path / "state")
-    key = spec["prefix"] + "market_data"
+    key = spec["runtime"]["prefix"] + "market_data"
     seen: dict = {}
 
     def inject(spec, state):
@@ -315,7 +315,7 @@ def test_malformed_market_data_goes_to_the_dead_letter_stream(fault_data, refere
 
     client = redis.Redis.from_url(redis_url)
     try:
-        dlq = client.xrange(spec["prefix"] + "market_data.dlq")
+        dlq = client.xrange(spec["runtime"]["prefix"] + "market_data.dlq")
     finally:
         client.close()
     assert len(dlq) == len(bad)

@@ -57,7 +57,7 @@ def test_two_signal_replicas_match_one_replica_and_backtest(tmp_path, pg_databas
         assert "signal-0" in out.stdout and "signal-1" in out.stdout
         spec = json.loads((two / "spec.json").read_text())
         cleanup.keys_of(two)
-        assert spec["partitions"] == 2
+        assert spec["runtime"]["partitions"] == 2
         wait_and_report(spec, timeout=180)
 
         # same results as one replica and as the backtest
@@ -92,7 +92,7 @@ def test_two_signal_replicas_match_one_replica_and_backtest(tmp_path, pg_databas
         try:  # what each replica published: the market events it forwarded and its signals
             seen = {}
             for i in range(2):
-                keys = [k.decode() for k in client.scan_iter(match=f"{spec['prefix']}*signals.p{i}")]
+                keys = [k.decode() for k in client.scan_iter(match=f"{spec['runtime']['prefix']}*signals.p{i}")]
                 assert len(keys) == 1, keys
                 syms = set()
                 for _, fields in client.xrange(keys[0]):

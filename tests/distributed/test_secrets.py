@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
+from claire.config import RunConfig, RuntimeSettings, from_spec, to_spec
 from claire.runtime.distributed import supervisor
 from claire.runtime.distributed.app import resolve_secrets, split_secrets
 from tests.distributed._dist import db_result, make_cfg, make_spec, wait_final, write_bars
@@ -22,16 +23,19 @@ DB_PASSWORD = "db-S3cret-Pw"  # the test server trusts local connections: the pa
 
 
 def test_split_and_resolve_secrets_round_trip():
-    spec = {"database_url": f"postgresql+psycopg://claire:{DB_PASSWORD}@db:5432/claire?sslmode=disable",
-            "bus_url": f"redis://:{quote(REDIS_PASSWORD, safe='')}@redis:6379/0", "prefix": "p:"}
+    cfg = RunConfig(runtime=RuntimeSettings(
+        database_url=f"postgresql+psycopg://claire:{DB_PASSWORD}@db:5432/claire?sslmode=disable",
+        bus_url=f"redis://:{quote(REDIS_PASSWORD, safe='')}@redis:6379/0", prefix="p:"))
+    spec = to_spec(cfg)
     public, env = split_secrets(spec)
     text = json.dumps(public)
     assert DB_PASSWORD not in text and quote(REDIS_PASSWORD, safe="") not in text
-    assert public["database_url"] == "postgresql+psycopg://claire@db:5432/claire?sslmode=disable"
-    assert public["database_url_password_env"] == "CLAIRE_SPEC_DATABASE_PASSWORD"
+    assert public["runtime"]["database_url"] == "postgresql+psycopg://claire@db:5432/claire?sslmode=disable"
+    assert public["runtime"]["database_url_password_env"] == "CLAIRE_SPEC_DATABASE_PASSWORD"
+    assert from_spec(public).runtime.database_url_password_env == "CLAIRE_SPEC_DATABASE_PASSWORD"  # still the tree
     assert resolve_secrets(public, env) == spec
     # a URL without a password stays as it is and needs nothing from the environment
-    plain = {"database_url": "sqlite:///x.db", "bus_url": "redis://127.0.0.1:6379/0"}
+    plain = to_spec(RunConfig(runtime=RuntimeSettings(database_url="sqlite:///x.db", bus_url="redis://127.0.0.1:6379/0")))
     assert split_secrets(plain) == (plain, {})
     with pytest.raises(ValueError, match="CLAIRE_SPEC_DATABASE_PASSWORD"):
         resolve_secrets(public, {})

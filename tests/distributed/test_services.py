@@ -56,7 +56,7 @@ def test_endpoints_metrics_status_logs_and_down(tmp_path, redis_url, redis_prefi
     cfg = make_cfg(data)
     bt = run_backtest(make_cfg(data))
     spec = make_spec(cfg, bus_url=redis_url, prefix=redis_prefix, db_url=pg_database)
-    ports = spec["ports"]
+    ports = spec["runtime"]["ports"]
     state = cleanup.services(tmp_path / "state")
     pids = supervisor.up(spec, state)
     assert set(pids) == set(SERVICE_NAMES)

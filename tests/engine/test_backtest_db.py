@@ -9,7 +9,7 @@ import pyarrow.feather as feather
 import pytest
 import sqlalchemy as sa
 
-from claire.engine.kernel import RunConfig
+from claire.config import DataSettings, RunConfig, RuntimeSettings, StrategySettings
 from claire.risk import RiskConfig
 from claire.runtime.backtest import run_backtest_cli
 
@@ -29,8 +29,9 @@ def test_replay_fills_every_table(db_url: str, data_dir: Path, tmp_path: Path) -
     f = tmp_path / "ETH_USDT-1m.feather"
     feather.write_feather(feather.read_table(data_dir / "ETH_USDT-1m.feather").slice(0, 6000), f)
     # a tight circuit breaker so that the run also raises an alert
-    cfg = RunConfig(data=[f], strategy="momentum", db_url=db_url, out=tmp_path / "out",
-                         risk_config=RiskConfig(circuit_breaker_threshold_pct=Decimal("0.004")))
+    cfg = RunConfig(data=DataSettings(paths=[str(f)]), strategy=StrategySettings(name="momentum"),
+                    risk=RiskConfig(circuit_breaker_threshold_pct=Decimal("0.004")),
+                    runtime=RuntimeSettings(database_url=db_url, out=str(tmp_path / "out")))
     summary = run_backtest_cli(cfg, progress=False)
     eng = sa.create_engine(db_url)
     with eng.connect() as c:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from claire.engine.kernel import RunConfig
+from claire.config import DataSettings, RunConfig, StrategySettings
 from claire.events import encode
 from claire.runtime.backtest import run_backtest
 
@@ -33,7 +33,8 @@ def replay_hash(strategy: str) -> tuple[int, str]:
         digest.update(encode(ev))
         digest.update(b"\n")
 
-    run_backtest(RunConfig(data=list(FILES), strategy=strategy), forward=take)
+    run_backtest(RunConfig(data=DataSettings(paths=[str(f) for f in FILES]), strategy=StrategySettings(name=strategy)),
+                 forward=take)
     return count, digest.hexdigest()
 
 

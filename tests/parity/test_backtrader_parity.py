@@ -44,15 +44,17 @@ def _d(x: float) -> Decimal:
 
 
 def _run_ours(path: Path, fill: str, quantity: Decimal):
-    from claire.engine.kernel import RunConfig
+    from claire.config import DataSettings, RunConfig, StrategySettings
+    from claire.execution import ExecutionConfig
+    from claire.risk import RiskConfig
     from claire.runtime.backtest import run_backtest
 
     cfg = RunConfig(
-        data=[path], strategy="sma_cross", params={"fast": FAST, "slow": SLOW},
-        quantity=quantity, fee_bps=FEE_BPS, fill=fill, risk="none",
+        data=DataSettings(paths=[str(path)]), strategy=StrategySettings(name="sma_cross", params={"fast": FAST, "slow": SLOW}),
+        risk=RiskConfig(enabled=False, quantity=quantity),
         # backtrader's broker fills a market order in full whatever the bar's volume; ours by
         # default fills at most 25 % of a bar's volume per bar (the rest on the next bars)
-        max_volume_share=None,
+        execution=ExecutionConfig(fill=fill, taker_fee_bps=FEE_BPS, maker_fee_bps=FEE_BPS, max_volume_share=None),
     )
     return run_backtest(cfg)
 

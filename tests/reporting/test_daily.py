@@ -11,13 +11,15 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from claire.engine.kernel import RunConfig
+from claire.config import RunConfig, RuntimeSettings, StrategySettings
 from claire.events import PortfolioSnapshot, iso_from_ns
 from claire.events.time import NS_PER_DAY
+from claire.execution import ExecutionConfig
 from claire.marketdata import synthetic_bars
 from claire.portfolio import Portfolio
 from claire.reporting import Recorder, summarize
 from claire.reporting.period_metrics import performance_rows
+from claire.risk import RiskConfig
 from claire.runtime.backtest import run_backtest
 
 from ..core._util import DAY, MIN, SEC, T0, D, bar, fill
@@ -131,8 +133,11 @@ def test_days_add_up_on_random_portfolio_runs(steps: list, start_min: int, midni
 def test_days_add_up_on_random_backtests(seed: int, offset_min: int, fill_mode: str, risk: str) -> None:
     bars = synthetic_bars(list(SYMS), 3 * 24 * 60 // 5, T0 + offset_min * MIN, interval_s=300, seed=seed,
                           volatility=0.01)
-    res = run_backtest(RunConfig(strategy="sma_cross", params={"fast": 3, "slow": 8}, fill=fill_mode, risk=risk,
-                                      quantity=None if risk == "default" else D("0.5"), run_id=f"days-{seed}"),
+    res = run_backtest(RunConfig(strategy=StrategySettings(name="sma_cross", params={"fast": 3, "slow": 8}),
+                                      execution=ExecutionConfig(fill=fill_mode),
+                                      risk=RiskConfig(enabled=risk != "none",
+                                                      quantity=None if risk == "default" else D("0.5")),
+                                      runtime=RuntimeSettings(run_id=f"days-{seed}")),
                        events=bars)
     assert len(res.fills) > 10
     check_days(res.recorder, res.portfolio, res.summary)
@@ -147,7 +152,7 @@ def test_demo_like_run_days_add_up_in_summary_json(tmp_path: Path) -> None:
     n = 6_000  # a bit over four days of two symbols
     bars = heapq.merge(read_bars_feather(data / "BTC_USDT-1m.feather")[:n],
                        read_bars_feather(data / "ETH_USDT-1m.feather")[:n], key=lambda b: b.ts_event)
-    res = run_backtest(RunConfig(strategy="momentum", out=tmp_path, run_id="days-demo"), events=bars)
+    res = run_backtest(RunConfig(strategy=StrategySettings(name="momentum"), runtime=RuntimeSettings(out=str(tmp_path), run_id="days-demo")), events=bars)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["days"] == len(summary["daily_pnl"]) >= 5
     assert sum((D(v) for v in summary["daily_pnl"].values()), D(0)) == D(summary["net_pnl"])

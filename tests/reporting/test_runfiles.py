@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from claire.engine.kernel import RunConfig
+from claire.config import RunConfig, RuntimeSettings, StrategySettings
 from claire.events import (
     CheckResult,
     Liquidity,
@@ -59,7 +59,7 @@ def test_real_run_files_are_byte_identical_to_the_csv_writer(tmp_path: Path) -> 
     n = 4_000
     bars = heapq.merge(read_bars_feather(DATA / "BTC_USDT-1m.feather")[:n],
                        read_bars_feather(DATA / "ETH_USDT-1m.feather")[:n], key=lambda b: b.ts_event)
-    res = run_backtest(RunConfig(strategy="momentum", run_id="rf-bytes"), events=bars)
+    res = run_backtest(RunConfig(strategy=StrategySettings(name="momentum"), runtime=RuntimeSettings(run_id="rf-bytes")), events=bars)
     rec = res.recorder
     assert len(rec.snapshots) > 3_000 and len(rec.fills) > 50 and len(rec.risk_events) > 100
     files = _same_files(rec, tmp_path)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from claire.cli.main import print_summary
-from claire.engine.kernel import RunConfig
+from claire.config import RunConfig, RuntimeSettings, StrategySettings
 from claire.marketdata.bars import read_bars_feather
 from claire.runtime.backtest import run_backtest
 
@@ -25,7 +25,7 @@ def test_summary_names_gross_and_net_pnl(tmp_path: Path, capsys: pytest.CaptureF
     n = 3_000
     bars = heapq.merge(read_bars_feather(DATA / "BTC_USDT-1m.feather")[:n],
                        read_bars_feather(DATA / "ETH_USDT-1m.feather")[:n], key=lambda b: b.ts_event)
-    res = run_backtest(RunConfig(strategy="momentum", out=tmp_path, run_id="names"), events=bars)
+    res = run_backtest(RunConfig(strategy=StrategySettings(name="momentum"), runtime=RuntimeSettings(out=str(tmp_path), run_id="names")), events=bars)
     s = json.loads((tmp_path / "summary.json").read_text())
     assert "realized_pnl" not in s  # the ambiguous name is gone
     pf = res.portfolio

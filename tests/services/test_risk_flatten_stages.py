@@ -9,7 +9,8 @@ from decimal import Decimal as D
 import msgspec
 import pytest
 
-from claire.engine.kernel import RunConfig
+from claire.config import RunConfig, RuntimeSettings, StrategySettings
+from claire.execution import ExecutionConfig
 from claire.risk import RiskConfig
 from claire.risk.manager import FLATTEN_STRATEGY
 from claire.runtime.backtest import run_backtest
@@ -26,8 +27,9 @@ def _scenario(action: str = "flatten", fill: str = "next_open"):
                     circuit_breaker_action=action)
     prices = ["100", "100", "95", "90", "85", "80", "75", "70", "65", "60", "55", "50"]
     script = {s: [("buy", None)] for s in SYMS}
-    cfg = RunConfig(strategy=SCRIPTED, params={"script": script}, fill=fill, fee_bps=D(10),
-                         max_volume_share=None, risk_config=rc, run_id=f"stage-flatten-{action}-{fill}")
+    cfg = RunConfig(strategy=StrategySettings(name=SCRIPTED, params={"script": script}),
+                    execution=ExecutionConfig(fill=fill, taker_fee_bps=D(10), maker_fee_bps=D(10), max_volume_share=None),
+                    risk=rc, runtime=RuntimeSettings(run_id=f"stage-flatten-{action}-{fill}"))
     bars = [bar(s, T0 + (i + 1) * MIN, p, volume="1e12") for i, p in enumerate(prices) for s in SYMS]
     return cfg, [msgspec.structs.replace(b, seq=i + 1) for i, b in enumerate(bars)]
 

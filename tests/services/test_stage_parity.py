@@ -10,9 +10,11 @@ from decimal import Decimal
 import msgspec
 import pytest
 
-from claire.engine.kernel import RunConfig, build_core
+from claire.config import RunConfig, RuntimeSettings, StrategySettings
+from claire.engine.kernel import build_core
 from claire.events import Control, IdFactory, OrderResult, PortfolioSnapshot, RiskEvent, decode, encode
 from claire.events.topics import PIPE_ORDERS, PIPE_RESULTS, PIPE_SIGNALS, RISK_EVENTS, SNAPSHOTS
+from claire.execution import ExecutionConfig
 from claire.marketdata import read_bars_feather
 from claire.portfolio import Portfolio
 from claire.runtime.backtest import run_backtest
@@ -53,7 +55,7 @@ def run_stages(cfg: RunConfig, bars, seed: int, partitions: int = 1, checkpoint_
     sig_stages = [SignalStage(build_core(cfg, lambda e: None, ids).signals) for _ in range(partitions)]
     risk = RiskStage(proto.risk, proto.risk.portfolio, partitions)
     ex = ExecutionStage(proto.execution)
-    pf = PortfolioStage(Portfolio(cfg.start_cash, ids))
+    pf = PortfolioStage(Portfolio(cfg.portfolio.start_cash, ids))
     market = _market_queues(bars, partitions)
     sig_q = [deque() for _ in range(partitions)]
     orders_q, results_q_risk, results_q_pf = deque(), deque(), deque()
@@ -125,8 +127,9 @@ def _key(f: OrderResult):
 @pytest.mark.parametrize("seed", [1, 2])
 def test_stages_match_core(data_dir, fill, seed):
     bars = _bars(data_dir)
-    cfg = RunConfig(strategy="sma_cross", params={"fast": 10, "slow": 30}, fill=fill,
-                         max_volume_share=Decimal("0.05"), run_id="parity")
+    cfg = RunConfig(strategy=StrategySettings(name="sma_cross", params={"fast": 10, "slow": 30}),
+                    execution=ExecutionConfig(fill=fill, max_volume_share=Decimal("0.05")),
+                    runtime=RuntimeSettings(run_id="parity"))
     ref = run_backtest(cfg, events=bars)
     fills, snaps, risk_events, pf = run_stages(cfg, bars, seed)
     assert len(ref.fills) > 50
@@ -140,7 +143,8 @@ def test_stages_match_core(data_dir, fill, seed):
 
 def test_two_signal_partitions_and_restarts_match_core(data_dir):
     bars = _bars(data_dir, 3000)
-    cfg = RunConfig(strategy="sma_cross", params={"fast": 10, "slow": 30}, fill="close", run_id="parity2")
+    cfg = RunConfig(strategy=StrategySettings(name="sma_cross", params={"fast": 10, "slow": 30}),
+                    execution=ExecutionConfig(fill="close"), runtime=RuntimeSettings(run_id="parity2"))
     ref = run_backtest(cfg, events=bars)
     fills, snaps, _, pf = run_stages(cfg, bars, seed=7, partitions=2, checkpoint_every=97)
     assert len(ref.fills) > 20
@@ -156,7 +160,7 @@ def run_account(cfg: RunConfig, bars, seed: int, partitions: int = 1, checkpoint
     ids = IdFactory(cfg.run_key())
     sig_stages = [SignalStage(build_core(cfg, lambda e: None, ids).signals) for _ in range(partitions)]
     acc = AccountStage(build_core(cfg, lambda e: None, ids), partitions)
-    replica = PortfolioStage(Portfolio(cfg.start_cash, ids))
+    replica = PortfolioStage(Portfolio(cfg.portfolio.start_cash, ids))
     market = _market_queues(bars, partitions)
     sig_q = [deque() for _ in range(partitions)]
     fills, snaps, risk_events, replica_snaps = [], [], [], []
@@ -199,8 +203,9 @@ def test_account_stage_matches_core(data_dir, fill, partitions, checkpoint_every
     snapshots and risk decisions, also with two signal partitions and restarts from checkpoints;
     the report's replica fed from its pipe.order_results sees the same snapshots."""
     bars = _bars(data_dir, 4000)
-    cfg = RunConfig(strategy="sma_cross", params={"fast": 10, "slow": 30}, fill=fill,
-                         max_volume_share=Decimal("0.05"), run_id="parity-account")
+    cfg = RunConfig(strategy=StrategySettings(name="sma_cross", params={"fast": 10, "slow": 30}),
+                    execution=ExecutionConfig(fill=fill, max_volume_share=Decimal("0.05")),
+                    runtime=RuntimeSettings(run_id="parity-account"))
     ref = run_backtest(cfg, events=bars)
     fills, snaps, risk_events, replica_snaps, acc = run_account(cfg, bars, seed=3, partitions=partitions,
                                                                  checkpoint_every=checkpoint_every)

@@ -8,7 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from claire.bus import InMemoryBus, RedisStreamsBus
-from claire.engine.kernel import RunConfig
+from claire.config import DataSettings, RunConfig, RuntimeSettings, StrategySettings
+from claire.execution import ExecutionConfig
 from claire.marketdata import open_market_data
 from claire.runtime.backtest import run_backtest
 from claire.runtime.distributed.app import spec_from_config
@@ -16,15 +17,15 @@ from claire.runtime.distributed.threads import run_services_threads
 
 
 def _cfg(data_dir, run_id):
-    return RunConfig(data=[data_dir / "BTC_USDT-1m.feather", data_dir / "ETH_USDT-1m.feather"],
-                          strategy="sma_cross", params={"fast": 10, "slow": 30}, fill="next_open",
-                          max_volume_share=Decimal("0.05"), run_id=run_id)
+    return RunConfig(data=DataSettings(paths=[str(data_dir / "BTC_USDT-1m.feather"), str(data_dir / "ETH_USDT-1m.feather")]),
+                     strategy=StrategySettings(name="sma_cross", params={"fast": 10, "slow": 30}),
+                     execution=ExecutionConfig(max_volume_share=Decimal("0.05")), runtime=RuntimeSettings(run_id=run_id))
 
 
 @pytest.mark.parametrize("backend", ["memory", "redis"])
 def test_services_in_threads_match_backtest(data_dir, tmp_path, backend, request):
     cfg = _cfg(data_dir, f"threads-{backend}")
-    ref = run_backtest(cfg, events=list(open_market_data(cfg.data))[:8000])
+    ref = run_backtest(cfg, events=list(open_market_data(cfg.data.paths))[:8000])
     db_url = f"sqlite:///{tmp_path}/run.db"
     if backend == "memory":
         shared = InMemoryBus("t:")
@@ -40,7 +41,7 @@ def test_services_in_threads_match_backtest(data_dir, tmp_path, backend, request
     import claire.runtime.distributed.app as app
 
     orig = app.market_events
-    app.market_events = lambda spec, cfg: list(open_market_data(cfg.data))[:8000]
+    app.market_events = lambda cfg: list(open_market_data(cfg.data.paths))[:8000]
     try:
         services = run_services_threads(spec, factory, timeout=240)
     finally:

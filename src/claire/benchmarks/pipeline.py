@@ -270,7 +270,7 @@ def bench_pipeline(n_events: int = 20_000, rate: float | None = None, redis_url:
     state dir (logs) for a look afterwards.
     """
     from claire.bus import make_bus
-    from claire.engine.kernel import RunConfig
+    from claire.config import DataSettings, RunConfig, RuntimeSettings, StrategySettings
     from claire.events.topics import MARKET_DATA, ORDER_RESULTS, SNAPSHOTS
     from claire.runtime.distributed import supervisor as sv
     from claire.runtime.distributed.app import spec_from_config, split_secrets
@@ -299,7 +299,9 @@ def bench_pipeline(n_events: int = 20_000, rate: float | None = None, redis_url:
         synthetic = per_symbol
     speed = rate / events_per_event_s if rate else None
 
-    cfg = RunConfig(data=paths, strategy=strategy, run_id=f"bench-{token}")
+    cfg = RunConfig(strategy=StrategySettings(name=strategy),
+                    data=DataSettings(paths=[str(p) for p in paths], synthetic=synthetic),
+                    runtime=RuntimeSettings(run_id=f"bench-{token}"))
     ports = {name: _free_port() for name in [*sv.START_ORDER, "account"]}
     db_sqla = None
     state_dir = Path(tempfile.mkdtemp(prefix="claire-bench-"))
@@ -315,7 +317,7 @@ def bench_pipeline(n_events: int = 20_000, rate: float | None = None, redis_url:
         listener = _Listener(_pg_url(admin_url, dbname))
         listener.start()
         spec = spec_from_config(cfg, bus_url=redis_url, prefix=prefix, database_url=db_sqla, partitions=1,
-                                speed=speed, synthetic=synthetic, ports=ports, topology=topology)
+                                speed=speed, ports=ports, topology=topology)
         spec_path = state_dir / "spec.json"
         public, secret_env = split_secrets(spec)  # passwords reach the services by environment only
         sv.private_dir(state_dir)

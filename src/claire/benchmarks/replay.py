@@ -5,7 +5,7 @@ Every figure is measured on the path of the real command, never on a shortcut of
 - **imports**: a fresh interpreter imports the modules the real ``claire backtest`` command
   imports (found once per scenario with ``python -X importtime`` on that very command line);
 - **load**, **engine**, **run files**: in this process, through the functions the command
-  calls (``cli.main.make_config``, ``marketdata.open_market_data``, ``engine.backtest.run_backtest``
+  calls (``config.make_config``, ``marketdata.open_market_data``, ``engine.backtest.run_backtest``
   with the command's chunked progress callback), the garbage collector as the command has it
   (on, default thresholds; a collection between runs, outside the clock);
 - **process**: the wall clock of the real command as a subprocess, and its peak memory
@@ -127,15 +127,14 @@ def time_imports(mods: list[str]) -> tuple[float, int]:
 
 def run_in_process(files: list[Path], strategy: str, risk: str, out: Path) -> dict[str, Any]:
     """One `claire backtest` in this process, through the command's own functions, phase by phase."""
-    from claire.cli.main import make_config
+    from claire.config import RunOptions, make_config
     from claire.marketdata import open_market_data
     from claire.runtime.backtest import run_backtest
 
-    cfg = make_config(list(files), None, strategy, None, None, "10", None, "0", "next_open", risk, out,
-                      "100000", "0.25")
+    cfg = make_config(RunOptions(data=list(files), strategy=strategy, risk=risk, out=out))
     gc.collect()  # the previous run's garbage, outside the clock
     t0 = time.perf_counter()
-    data = open_market_data(cfg.data, cfg.symbol)
+    data = open_market_data(cfg.data.paths, cfg.data.symbol)
     t1 = time.perf_counter()
     result = run_backtest(cfg, events=data, progress=lambda n: None)  # chunked, as the command runs it
     t2 = time.perf_counter()

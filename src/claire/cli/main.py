@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +14,8 @@ import typer
 import typer.core
 from rich.console import Console
 from rich.table import Table
+
+from claire.config.options import RunOptions
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -108,26 +110,6 @@ def _fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _dec(name: str, text: str | None) -> Decimal | None:
-    if text is None:
-        return None
-    try:
-        v = Decimal(text)
-    except InvalidOperation:
-        _fail(f"{name} {text!r} is not a number")
-    if not v.is_finite():
-        _fail(f"{name} {text!r} is not a finite number")
-    return v
-
-
-def _dec_min(name: str, text: str | None, *, positive: bool = False) -> Decimal | None:
-    """``_dec``, then > 0 (``positive``) or >= 0."""
-    v = _dec(name, text)
-    if v is not None and (v <= 0 if positive else v < 0):
-        _fail(f"{name} must be {'> 0' if positive else '>= 0'}, got {text}")
-    return v
-
-
 def check_out_dir(path: Path | None, opt: str = "--out") -> None:
     """Refuse an --out directory that cannot be created or written, before any work is done."""
     if path is None:
@@ -212,14 +194,17 @@ def check_redis(url: str, opt: str = "--redis") -> None:
 def check_data(cfg: Any) -> None:
     """Open the market data files of ``cfg`` once: a bad file is refused here, with its reason,
     before anything starts (the distributed services read them in other processes)."""
-    if cfg.data:
+    if cfg.data.paths:
         from claire.marketdata import open_market_data
 
-        open_market_data(cfg.data, cfg.symbol)
+        open_market_data(cfg.data.paths, cfg.data.symbol)
 
 
-# options shared by backtest / paper / up
+# --- the run options: declared once (help here, defaults in claire.config.options.RunOptions) ---
+
 DataOpt = Annotated[list[Path], typer.Option("--data", "-d", help="Market data file(s): .feather bars, .gz Binance capture, .parquet ticks. Repeat for several symbols.")]
+ReplayDataOpt = Annotated[list[Path] | None, typer.Option("--data", "-d", help="Market data file(s) to replay (repeat for several symbols).")]
+SyntheticOpt = Annotated[int, typer.Option(help="Instead of --data: N synthetic 1m bars per symbol (BTCUSDT, ETHUSDT).")]
 SymbolOpt = Annotated[str | None, typer.Option(help="Symbol (exchange form, e.g. BTCUSDT); default: from the file name.")]
 StrategyOpt = Annotated[str, typer.Option(help="Built-in name (sma_cross, momentum) or module:Class.")]
 ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="Strategy parameter k=v (repeatable).")]
@@ -229,54 +214,42 @@ MakerOpt = Annotated[str | None, typer.Option(help="Maker fee in bps.")]
 SlipOpt = Annotated[str, typer.Option(help="Fixed slippage in bps against the taker.")]
 FillOpt = Annotated[str, typer.Option(help="Bar fill convention: next_open or close.")]
 RiskOpt = Annotated[str, typer.Option(help="Risk gate: default (limits from env/flags) or none.")]
-OutOpt = Annotated[Path | None, typer.Option(help="Directory for the run files.")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Directory for the run files (`up`: with --wait).")]
 CashOpt = Annotated[str, typer.Option(help="Start capital in USDT.")]
 VolOpt = Annotated[str, typer.Option(help="Max share of a bar's volume one order may take per bar (0-1], or 'none'.")]
+SpeedOpt = Annotated[str, typer.Option(help="Pace: 1 = event-time pace, N = N times faster, max = as fast as possible.")]
+ReplicasOpt = Annotated[int, typer.Option(help="Replicas of the signal service (symbols are shared out).")]
+TopologyOpt = Annotated[str, typer.Option(
+    help="seeds: the seeds' six services; account: risk, execution and portfolio as one service "
+         "(two hops fewer per market event, same results).")]
+StateOpt = Annotated[Path, typer.Option(help="State directory (spec, pids, logs).")]
+
+#: the defaults of every run option, declared once (claire.config.options.RunOptions)
+_D = RunOptions()
+_FIELDS = {f.name: f for f in dataclasses.fields(RunOptions)}
+#: parameter name -> run option, where the name would shadow something in a command
+_RENAMED = {"out_dir": "out", "redis_url": "redis"}
 
 
-def make_config(data: list[Path], symbol: str | None, strategy: str, param: list[str] | None,
-                quantity: str | None, fee_bps: str, maker_fee_bps: str | None, slippage_bps: str,
-                fill: str, risk: str, out_dir: Path | None, start_cash: str, max_volume_share: str,
-                risk_overrides: dict[str, Any] | None = None, db: str | None = None) -> Any:
-    from claire.config import ConfigError, risk_config_from_env
-    from claire.engine.kernel import RunConfig
-    from claire.strategy.registry import load_strategy, strategy_params
+def _run_options(params: dict[str, Any]) -> RunOptions:
+    """The run options among a command's parameters (its ``locals()`` before anything else), as one
+    :class:`RunOptions`: every command hands the same thing to ``make_config``."""
+    values = {_RENAMED.get(k, k): v for k, v in params.items()}
+    return RunOptions(**{k: v for k, v in values.items()  # a list option not given (None): RunOptions' []
+                         if k in _FIELDS and (v is not None or _FIELDS[k].default_factory is dataclasses.MISSING)})
 
-    if fill not in ("next_open", "close"):
-        _fail(f"--fill must be next_open or close, got {fill!r}")
-    if risk not in ("default", "none"):
-        _fail(f"--risk must be default or none, got {risk!r}")
-    for p in data:
-        if not p.exists():
-            _fail(f"market data file not found: {p}")
+
+def run_config(opts: RunOptions, **from_env: bool) -> Any:
+    """The configuration tree of ``opts`` (every bad value named in one line, exit 2), its
+    --out directory checked writable before any work is done. ``from_env``: see make_config."""
+    from claire.config import ConfigError, make_config
+
     try:
-        cls = load_strategy(strategy)
-        params = strategy_params(cls, param or [])
-    except ValueError as exc:
-        _fail(str(exc))
-    try:
-        risk_cfg = risk_config_from_env(**(risk_overrides or {}))
+        cfg = make_config(opts, **from_env)
     except ConfigError as exc:
         _fail(str(exc))
-    vol = None if max_volume_share.strip().lower() in ("none", "off", "0") else _dec("--max-volume-share", max_volume_share)
-    if vol is not None and not (0 < vol <= 1):
-        _fail("--max-volume-share must be within (0, 1] or 'none'")
-    q = _dec("--quantity", quantity)
-    if q is not None and q <= 0:
-        _fail("--quantity must be > 0")
-    fee = _dec_min("--fee-bps", fee_bps)
-    maker = _dec_min("--maker-fee-bps", maker_fee_bps)
-    slip = _dec_min("--slippage-bps", slippage_bps)
-    cash = _dec_min("--start-cash", start_cash, positive=True)
-    check_out_dir(out_dir)
-    if db is not None:
-        check_database(db)
-    return RunConfig(
-        data=list(data), symbol=symbol, strategy=strategy, params=params,
-        quantity=q, fee_bps=fee, maker_fee_bps=maker,
-        slippage_bps=slip, fill=fill, risk=risk, risk_config=risk_cfg,
-        start_cash=cash, max_volume_share=vol, out=out_dir, db_url=db,
-    )
+    check_out_dir(opts.out)
+    return cfg
 
 
 def print_summary(summary: dict[str, Any], title: str = "Run summary") -> None:
@@ -308,25 +281,27 @@ def print_summary(summary: dict[str, Any], title: str = "Run summary") -> None:
 @app.command()
 def backtest(
     data: DataOpt,
-    symbol: SymbolOpt = None,
-    strategy: StrategyOpt = "sma_cross",
+    symbol: SymbolOpt = _D.symbol,
+    strategy: StrategyOpt = _D.strategy,
     param: ParamOpt = None,
-    quantity: QtyOpt = None,
-    fee_bps: FeeOpt = "10",
-    maker_fee_bps: MakerOpt = None,
-    slippage_bps: SlipOpt = "0",
-    fill: FillOpt = "next_open",
-    risk: RiskOpt = "default",
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Directory for the run files.")] = None,
-    start_cash: CashOpt = "100000",
-    max_volume_share: VolOpt = "0.25",
+    quantity: QtyOpt = _D.quantity,
+    fee_bps: FeeOpt = _D.fee_bps,
+    maker_fee_bps: MakerOpt = _D.maker_fee_bps,
+    slippage_bps: SlipOpt = _D.slippage_bps,
+    fill: FillOpt = _D.fill,
+    risk: RiskOpt = _D.risk,
+    start_cash: CashOpt = _D.start_cash,
+    max_volume_share: VolOpt = _D.max_volume_share,
+    out_dir: OutOpt = None,
     db: Annotated[str | None, typer.Option("--db", help="Also write every event to this database URL.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")] = False,
 ) -> None:
     """Replay market data through strategy, risk, paper execution and portfolio."""
-    cfg = make_config(data, symbol, strategy, param, quantity, fee_bps, maker_fee_bps, slippage_bps, fill, risk,
-                      out_dir, start_cash, max_volume_share, db=db)
+    opts = _run_options(locals())
+    cfg = run_config(opts)
+    if opts.db is not None:
+        check_database(opts.db)
     from claire.runtime.backtest import run_backtest_cli
 
     summary = run_backtest_cli(cfg, progress=progress and not json_out, console=console)
@@ -334,8 +309,8 @@ def backtest(
         out.print_json(json.dumps(summary, default=str))
     else:
         print_summary(summary)
-        if cfg.out:
-            out.print(f"run files: {cfg.out}/{{trades,fills,equity,risk_events}}.csv, summary.json")
+        if cfg.runtime.out:
+            out.print(f"run files: {cfg.runtime.out}/{{trades,fills,equity,risk_events}}.csv, summary.json")
 
 
 @app.command()
@@ -355,87 +330,55 @@ def strategies(
             out.print("  " + escape(line), soft_wrap=True)
 
 
-SpeedOpt = Annotated[str, typer.Option(help="Pace: 1 = event-time pace, N = N times faster, max = as fast as possible.")]
-
-
-def _speed(text: str) -> float | None:
-    if text.strip().lower() in ("max", "inf"):
-        return None
-    try:
-        v = Decimal(text)
-    except InvalidOperation:
-        v = None
-    if v is None or v.is_nan() or v <= 0:
-        _fail(f"--speed must be > 0 or 'max', got {text!r}")
-    return None if v.is_infinite() else float(v)
-
-
-def _check_source(data: list[Path] | None, synthetic: int) -> None:
-    if synthetic < 0:
-        _fail(f"--synthetic must be >= 0, got {synthetic}")
-    if not data and not synthetic:
-        _fail("give --data FILE (repeatable) or --synthetic N")
-    if data and synthetic:
-        _fail("give either --data or --synthetic, not both")
-
-
-def _events(cfg: Any, synthetic: int) -> Any:
-    from claire.runtime.distributed.app import market_events
-
-    return market_events({"synthetic": synthetic}, cfg)
-
-
 @app.command()
 def paper(
-    data: Annotated[list[Path] | None, typer.Option("--data", "-d", help="Market data file(s) to replay.")] = None,
-    synthetic: Annotated[int, typer.Option(help="Instead of --data: N synthetic 1m bars per symbol (BTCUSDT, ETHUSDT).")] = 0,
-    symbol: SymbolOpt = None,
-    strategy: StrategyOpt = "momentum",
+    data: ReplayDataOpt = None,
+    synthetic: SyntheticOpt = _D.synthetic,
+    symbol: SymbolOpt = _D.symbol,
+    strategy: StrategyOpt = _D.strategy,
     param: ParamOpt = None,
-    quantity: QtyOpt = None,
-    fee_bps: FeeOpt = "10",
-    maker_fee_bps: MakerOpt = None,
-    slippage_bps: SlipOpt = "0",
-    fill: FillOpt = "next_open",
-    risk: RiskOpt = "default",
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Directory for the run files.")] = None,
-    start_cash: CashOpt = "100000",
-    max_volume_share: VolOpt = "0.25",
-    speed: SpeedOpt = "max",
+    quantity: QtyOpt = _D.quantity,
+    fee_bps: FeeOpt = _D.fee_bps,
+    maker_fee_bps: MakerOpt = _D.maker_fee_bps,
+    slippage_bps: SlipOpt = _D.slippage_bps,
+    fill: FillOpt = _D.fill,
+    risk: RiskOpt = _D.risk,
+    start_cash: CashOpt = _D.start_cash,
+    max_volume_share: VolOpt = _D.max_volume_share,
+    speed: SpeedOpt = _D.speed,
+    out_dir: OutOpt = None,
     db: Annotated[str | None, typer.Option("--db", help="Database URL (default CLAIRE_DATABASE_URL or sqlite:///claire.db).")] = None,
     port: Annotated[int, typer.Option(help="Port of /health, /ready, /metrics.")] = 8000,
     resume: Annotated[bool, typer.Option(help="Continue this run from its last checkpoint in the database, if any.")] = True,
 ) -> None:
     """Paper trading in one process: the core, the in-memory bus and the writer (SQLite by default)."""
-    from claire.config import database_url
+    opts = _run_options(locals())
+    from claire.runtime.distributed.app import market_events
     from claire.runtime.paper import run_paper
 
-    _check_source(data, synthetic)
-    cfg = make_config(list(data or []), symbol, strategy, param, quantity, fee_bps, maker_fee_bps, slippage_bps, fill,
-                      risk, out_dir, start_cash, max_volume_share)
-    pace = _speed(speed)
+    cfg = run_config(opts, database_from_env=True)
     check_port(port)
-    db_url = db or database_url()
-    check_database(db_url, "--db" if db else "CLAIRE_DATABASE_URL")
+    db_url = cfg.runtime.database_url
+    check_database(db_url, "--db" if opts.db else "CLAIRE_DATABASE_URL")
     import signal as _signal
     import threading
 
     from rich.progress import Progress
 
-    events = _events(cfg, synthetic)
+    events = market_events(cfg)
     total = len(events) if isinstance(events, list) else getattr(events, "count", None)
     stop = threading.Event()
     for sig in (_signal.SIGTERM, _signal.SIGINT):
         _signal.signal(sig, lambda *_: stop.set())
     with Progress(console=console) as bar:
         task = bar.add_task("paper", total=total if isinstance(total, int) else None)
-        summary = run_paper(cfg, events, db_url=db_url, speed=pace, port=port,
+        summary = run_paper(cfg, events, db_url=db_url, speed=cfg.runtime.speed, port=port,
                             progress=lambda n: bar.advance(task, n), stop=stop, resume=resume)
     if not summary.get("completed", True):
         out.print("[yellow]stopped: the state is saved; run the same command again to resume[/]")
     print_summary(summary, "Paper run")
-    if cfg.out:
-        out.print(f"run files: {cfg.out}")
+    if cfg.runtime.out:
+        out.print(f"run files: {cfg.runtime.out}")
 
 
 @app.command()
@@ -462,44 +405,51 @@ def service(
         _fail(f"--spec {spec}: cannot read it: {exc.strerror or exc}")
     except ValueError as exc:
         _fail(f"--spec {spec}: not a run spec (invalid JSON: {exc})")
-    if not isinstance(spec_data, dict) or "backtest" not in spec_data:
+    if not isinstance(spec_data, dict) or not isinstance(spec_data.get("runtime"), dict):
         _fail(f"--spec {spec}: not a run spec (write one with `claire spec` or `claire up`)")
+    _check_spec(spec, spec_data)
     configure_logging(f"signal-{replica}" if name == "signal" else name, log_dir)
     raise typer.Exit(run_service(name, spec_data, replica, port))
 
 
+def _check_spec(path: Path, spec_data: dict[str, Any]) -> None:
+    """Refuse a spec whose settings do not fit the configuration tree, naming the field."""
+    import msgspec
+
+    from claire.runtime.distributed.app import config_from_spec
+
+    try:
+        config_from_spec(spec_data)
+    except msgspec.ValidationError as exc:
+        _fail(f"--spec {path}: not a valid run spec: {exc}")
+
+
 def _check_topology(topology: str) -> None:
-    from claire.runtime.distributed.app import TOPOLOGIES
+    from claire.config import TOPOLOGIES
 
     if topology not in TOPOLOGIES:
         _fail(f"--topology must be one of {', '.join(TOPOLOGIES)}, not {topology!r}")
 
 
-TopologyOpt = Annotated[str, typer.Option(
-    help="seeds: the seeds' six services; account: risk, execution and portfolio as one service "
-         "(two hops fewer per market event, same results).")]
-StateOpt = Annotated[Path, typer.Option(help="State directory (spec, pids, logs).")]
-
-
 @app.command()
 def up(
-    data: Annotated[list[Path] | None, typer.Option("--data", "-d", help="Market data file(s) to replay.")] = None,
-    synthetic: Annotated[int, typer.Option(help="Instead of --data: N synthetic 1m bars per symbol.")] = 0,
-    symbol: SymbolOpt = None,
-    strategy: StrategyOpt = "momentum",
+    data: ReplayDataOpt = None,
+    synthetic: SyntheticOpt = _D.synthetic,
+    symbol: SymbolOpt = _D.symbol,
+    strategy: StrategyOpt = _D.strategy,
     param: ParamOpt = None,
-    quantity: QtyOpt = None,
-    fee_bps: FeeOpt = "10",
-    maker_fee_bps: MakerOpt = None,
-    slippage_bps: SlipOpt = "0",
-    fill: FillOpt = "next_open",
-    risk: RiskOpt = "default",
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Directory for the run files (with --wait).")] = None,
-    start_cash: CashOpt = "100000",
-    max_volume_share: VolOpt = "0.25",
-    speed: SpeedOpt = "max",
-    signal_replicas: Annotated[int, typer.Option(help="Replicas of the signal service (symbols are shared out).")] = 1,
-    topology: TopologyOpt = "seeds",
+    quantity: QtyOpt = _D.quantity,
+    fee_bps: FeeOpt = _D.fee_bps,
+    maker_fee_bps: MakerOpt = _D.maker_fee_bps,
+    slippage_bps: SlipOpt = _D.slippage_bps,
+    fill: FillOpt = _D.fill,
+    risk: RiskOpt = _D.risk,
+    start_cash: CashOpt = _D.start_cash,
+    max_volume_share: VolOpt = _D.max_volume_share,
+    speed: SpeedOpt = _D.speed,
+    signal_replicas: ReplicasOpt = _D.signal_replicas,
+    topology: TopologyOpt = _D.topology,
+    out_dir: OutOpt = None,
     redis_url: Annotated[str | None, typer.Option("--redis", help="Redis URL (default CLAIRE_REDIS_URL or redis://127.0.0.1:6379/0).")] = None,
     db: Annotated[str | None, typer.Option("--db", help="Database URL (default CLAIRE_DATABASE_URL).")] = None,
     state_dir: StateOpt = Path(".claire"),
@@ -508,31 +458,20 @@ def up(
     timeout: Annotated[float, typer.Option(help="With --wait: give up after this many seconds.")] = 3600,
 ) -> None:
     """Start every service as its own process against Redis and PostgreSQL."""
-    import os
-
-    from claire.config import database_url
+    opts = _run_options(locals())
     from claire.runtime.distributed.app import run_hash, spec_from_config
     from claire.runtime.distributed.supervisor import down as sv_down
     from claire.runtime.distributed.supervisor import up as sv_up
 
-    _check_source(data, synthetic)
-    if signal_replicas < 1:
-        _fail(f"--signal-replicas must be >= 1, got {signal_replicas}")
     if wait and not timeout > 0:
         _fail(f"--timeout must be > 0, got {timeout}")
-    cfg = make_config(list(data or []), symbol, strategy, param, quantity, fee_bps, maker_fee_bps, slippage_bps, fill,
-                      risk, out_dir, start_cash, max_volume_share)
-    bus_url = redis_url or os.environ.get("CLAIRE_REDIS_URL") or "redis://127.0.0.1:6379/0"
-    _check_topology(topology)
-    pace = _speed(speed)
+    cfg = run_config(opts, database_from_env=True, bus_from_env=True)
     # everything the services need is checked here, before any of them starts
     check_data(cfg)
-    check_redis(bus_url, "--redis" if redis_url else "CLAIRE_REDIS_URL")
-    db_url = db or database_url()
-    check_database(db_url, "--db" if db else "CLAIRE_DATABASE_URL")
-    spec = spec_from_config(cfg, bus_url=bus_url, prefix="", database_url=db_url,
-                            partitions=signal_replicas, speed=pace, synthetic=synthetic, topology=topology)
-    spec["prefix"] = f"claire:{{{run_hash(spec)}}}:"
+    check_redis(cfg.runtime.bus_url, "--redis" if opts.redis else "CLAIRE_REDIS_URL")
+    check_database(cfg.runtime.database_url, "--db" if opts.db else "CLAIRE_DATABASE_URL")
+    spec = spec_from_config(cfg)
+    spec["runtime"]["prefix"] = f"claire:{{{run_hash(spec)}}}:"
     pids = sv_up(spec, state_dir, fresh=fresh)
     out.print(f"started {len(pids)} services: " + ", ".join(f"{k} (pid {v})" for k, v in pids.items()))
     out.print(f"logs: {state_dir}/logs/<service>/<day>.log; `claire status`, `claire down`")
@@ -545,56 +484,64 @@ def up(
     finally:
         sv_down(state_dir)
     print_summary(summary, "Distributed run")
-    if cfg.out:
-        out.print(f"run files: {cfg.out}")
+    if cfg.runtime.out:
+        out.print(f"run files: {cfg.runtime.out}")
+
+
+def _check_spec_url(opt: str, url: str | None) -> None:
+    """A URL for a spec file: well-formed and without a password (the services read it from their environment)."""
+    from urllib.parse import urlsplit
+
+    try:
+        has_password = bool(url) and urlsplit(url).password is not None  # type: ignore[arg-type]
+    except ValueError as exc:
+        _fail(f"{opt} {url!r} is not a URL: {exc}")
+    if has_password:
+        _fail(f"{opt} must not carry a password: the services read it from their environment")
 
 
 @app.command("spec")
 def spec_cmd(
-    data: Annotated[list[Path] | None, typer.Option("--data", "-d", help="Market data file(s) to replay.")] = None,
-    synthetic: Annotated[int, typer.Option(help="Instead of --data: N synthetic 1m bars per symbol.")] = 0,
-    symbol: SymbolOpt = None, strategy: StrategyOpt = "momentum", param: ParamOpt = None, quantity: QtyOpt = None,
-    fee_bps: FeeOpt = "10", maker_fee_bps: MakerOpt = None, slippage_bps: SlipOpt = "0", fill: FillOpt = "next_open",
-    risk: RiskOpt = "default", start_cash: CashOpt = "100000", max_volume_share: VolOpt = "0.25", speed: SpeedOpt = "max",
-    signal_replicas: Annotated[int, typer.Option(help="Replicas of the signal service (symbols are shared out).")] = 1,
-    topology: TopologyOpt = "seeds",
+    data: ReplayDataOpt = None,
+    synthetic: SyntheticOpt = _D.synthetic,
+    symbol: SymbolOpt = _D.symbol,
+    strategy: StrategyOpt = _D.strategy,
+    param: ParamOpt = None,
+    quantity: QtyOpt = _D.quantity,
+    fee_bps: FeeOpt = _D.fee_bps,
+    maker_fee_bps: MakerOpt = _D.maker_fee_bps,
+    slippage_bps: SlipOpt = _D.slippage_bps,
+    fill: FillOpt = _D.fill,
+    risk: RiskOpt = _D.risk,
+    start_cash: CashOpt = _D.start_cash,
+    max_volume_share: VolOpt = _D.max_volume_share,
+    speed: SpeedOpt = _D.speed,
+    signal_replicas: ReplicasOpt = _D.signal_replicas,
+    topology: TopologyOpt = _D.topology,
     redis_url: Annotated[str | None, typer.Option("--redis", help="Redis URL for the spec, without credentials; default: none, each service uses its CLAIRE_REDIS_URL.")] = None,
     db: Annotated[str | None, typer.Option("--db", help="Database URL for the spec, without password; default: none, each service uses its CLAIRE_DATABASE_URL.")] = None,
     data_root: Annotated[str | None, typer.Option(help="Name the data files DATA_ROOT/<file name> (where containers mount them, e.g. /data).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the spec to this file (default: stdout).")] = None,
 ) -> None:
     """Write the run spec of a distributed run (spec.json) without starting anything (containers, deploy/)."""
-    from urllib.parse import urlsplit
-
+    opts = _run_options(locals())
     from claire.runtime.distributed.app import run_hash, spec_from_config
 
-    _check_source(data, synthetic)
-    if signal_replicas < 1:
-        _fail(f"--signal-replicas must be >= 1, got {signal_replicas}")
-    for opt, url in (("--redis", redis_url), ("--db", db)):
-        try:
-            has_password = bool(url) and urlsplit(url).password is not None  # type: ignore[arg-type]
-        except ValueError as exc:
-            _fail(f"{opt} {url!r} is not a URL: {exc}")
-        if has_password:
-            _fail(f"{opt} must not carry a password: the services read it from their environment")
-    if db:
+    _check_spec_url("--redis", opts.redis)
+    _check_spec_url("--db", opts.db)
+    if opts.db:
         from claire.storage.database import StorageError, normalize_url
 
         try:
-            normalize_url(db)
+            normalize_url(opts.db)
         except StorageError as exc:
             _fail(f"--db: {exc}")
-    cfg = make_config(list(data or []), symbol, strategy, param, quantity, fee_bps, maker_fee_bps, slippage_bps, fill,
-                      risk, None, start_cash, max_volume_share)
-    _check_topology(topology)
-    pace = _speed(speed)
+    cfg = run_config(opts)
     check_data(cfg)
-    spec = spec_from_config(cfg, bus_url=redis_url, prefix="", database_url=db,  # type: ignore[arg-type]
-                            partitions=signal_replicas, speed=pace, synthetic=synthetic, topology=topology)
+    spec = spec_from_config(cfg)
     if data_root:
-        spec["backtest"]["data"] = [f"{data_root.rstrip('/')}/{Path(p).name}" for p in spec["backtest"]["data"]]
-    spec["prefix"] = f"claire:{{{run_hash(spec)}}}:"
+        spec["data"]["paths"] = [f"{data_root.rstrip('/')}/{Path(p).name}" for p in spec["data"]["paths"]]
+    spec["runtime"]["prefix"] = f"claire:{{{run_hash(spec)}}}:"
     text = json.dumps(spec, indent=2) + "\n"
     if output is None:
         sys.stdout.write(text)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import islice
@@ -55,61 +57,87 @@ def run_events(core: TradingCore, events: Iterable[Bar | TradeTick | QuoteTick],
             return core.processed
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for a replay (restored after).
+
+    A replay allocates millions of objects and frees nearly all of them by reference counting:
+    the events are msgspec structs without GC tracking, the core makes no reference cycles per
+    event. With the collector on, its generation-2 passes re-scan everything the run keeps
+    (positions' tuples, risk events' dicts) over and over. Objects that exist before the run
+    (modules, the loaded columns) are moved out of its generations first (``gc.freeze``), so
+    the collections that follow the run do not scan them either."""
+    was = gc.isenabled()
+    gc.disable()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def run_backtest(cfg: RunConfig, events: Iterable[Bar | TradeTick | QuoteTick] | None = None,
                  progress: Callable[[int], Any] | None = None, forward: Callable[[Event], Any] | None = None,
-                 ) -> RunResult:
-    """Replay ``events`` (default: the files of ``cfg.data``) through the core."""
+                 keep_events: bool = True) -> RunResult:
+    """Replay ``events`` (default: the files of ``cfg.data``) through the core, the garbage
+    collector paused (:func:`gc_paused`). ``keep_events=False`` keeps only what the run files
+    and the summary need (see :class:`Recorder`), as ``claire backtest`` does."""
     if events is None:
         from claire.marketdata import open_market_data
 
-        events = open_market_data(cfg.data, cfg.symbol)
-    recorder = Recorder(forward=forward)
-    core = build_core(cfg, recorder)
-    t0 = time.perf_counter()
-    n = run_events(core, events, progress)
-    core.finish()
-    seconds = time.perf_counter() - t0
-    summary = summarize(recorder, core.portfolio, {
-        "strategy": cfg.strategy, "params": {k: str(v) for k, v in cfg.params.items()},
-        "risk": cfg.risk, "fill": cfg.fill, "fee_bps": str(cfg.fee_bps), "events": n,
-        "symbols": sorted(core.signals.strategies),
-    })
-    out = write_run_files(cfg.out, recorder, summary) if cfg.out else None
+        events = open_market_data(cfg.data.paths, cfg.data.symbol)
+    recorder = Recorder(forward=forward, keep_events=keep_events)
+    with gc_paused():
+        core = build_core(cfg, recorder.emit)
+        t0 = time.perf_counter()
+        n = run_events(core, events, progress)
+        core.finish()
+        seconds = time.perf_counter() - t0
+        summary = summarize(recorder, core.portfolio, {
+            **cfg.summary_fields(), "events": n,
+            "symbols": sorted(core.signals.strategies),
+        })
+        out = write_run_files(cfg.runtime.out, recorder, summary) if cfg.runtime.out else None
     return RunResult(cfg, recorder, core.portfolio, summary, n, seconds, out)
 
 
 def run_backtest_cli(cfg: RunConfig, progress: bool = True, console: Any = None) -> dict[str, Any]:
     """`claire backtest`: load with a progress bar, replay, write run files (and the database)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from claire.marketdata import open_market_data
 
-    data = open_market_data(cfg.data, cfg.symbol)
+    data = open_market_data(cfg.data.paths, cfg.data.symbol)
     total = getattr(data, "count", None)
     forward = None
     writer = None
-    if cfg.db_url:
+    if cfg.runtime.database_url:
         from claire.storage import Database, EventWriter
 
-        db = Database(cfg.db_url)
+        db = Database(cfg.runtime.database_url)
         db.upgrade()
-        writer = EventWriter(db, cfg.run_key(), mode="backtest", config={"strategy": cfg.strategy,
-                             "params": {k: str(v) for k, v in cfg.params.items()}, "risk": cfg.risk,
-                             "fill": cfg.fill, "data": [str(p) for p in cfg.data]})
+        writer = EventWriter(db, cfg.run_key(), mode="backtest", config={"strategy": cfg.strategy.name,
+                             "params": {k: str(v) for k, v in cfg.strategy.params.items()}, "risk": cfg.risk_mode,
+                             "fill": str(cfg.execution.fill), "data": [str(p) for p in cfg.data.paths]})
         forward = writer.write
-    cols = [TextColumn("[bold]replay"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
-            TimeElapsedColumn(), TimeRemainingColumn()]
     try:
-        with Progress(*cols, console=console, disable=not progress, transient=False) as bar:
-            task = bar.add_task("replay", total=total)
-            result = run_backtest(cfg, events=data, progress=lambda n: bar.advance(task, n), forward=forward)
+        if progress:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            cols = [TextColumn("[bold]replay"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
+                    TimeElapsedColumn(), TimeRemainingColumn()]
+            with Progress(*cols, console=console, transient=False) as bar:
+                task = bar.add_task("replay", total=total)
+                result = run_backtest(cfg, events=data, progress=lambda n: bar.advance(task, n), forward=forward,
+                                      keep_events=False)
+        else:  # (rich.progress not even imported)
+            result = run_backtest(cfg, events=data, forward=forward, keep_events=False)
     finally:
         if writer is not None:
             writer.close(end_run=True)
@@ -121,8 +149,8 @@ def run_backtest_cli(cfg: RunConfig, progress: bool = True, console: Any = None)
         writer.db.dispose()
     result.summary["engine_seconds"] = round(result.seconds, 3)
     result.summary["events_per_sec"] = round(result.events / result.seconds) if result.seconds else None
-    if cfg.out:
+    if cfg.runtime.out:
         import json
 
-        (Path(cfg.out) / "summary.json").write_text(json.dumps(result.summary, indent=2, default=str) + "\n")
+        (Path(cfg.runtime.out) / "summary.json").write_text(json.dumps(result.summary, indent=2, default=str) + "\n")
     return result.summary

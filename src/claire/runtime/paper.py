@@ -10,9 +10,23 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from claire.bus import InMemoryBus
+from claire.engine.core import TradingCore
 from claire.engine.kernel import RunConfig, build_core
-from claire.events import Event, encode
+from claire.events import (
+    Alert,
+    Event,
+    Order,
+    OrderResult,
+    PortfolioSnapshot,
+    RiskEvent,
+    Signal,
+    check_version,
+    encode,
+    versioned,
+)
 from claire.events.time import NS_PER_SEC
 from claire.events.topics import topic_out
 from claire.reporting import Recorder, summarize
@@ -45,6 +59,59 @@ def pace(events: Iterable[Any], speed: float | None, stop: threading.Event) -> I
         yield ev
 
 
+# --- the checkpoint in the database -----------------------------------------------------------
+# JSON written with msgspec: {"version": 1, "core": TradingCore.get_state(), "recorder": {the events
+# the recorder kept, by type}}; a finished run stores COMPLETED instead. Plain data only: the
+# recorder is rebuilt by feeding it its events again (round trips and all follow from them).
+
+COMPLETED = b'{"completed": true}'
+_cp_encoder = msgspec.json.Encoder()
+
+
+class _Header(msgspec.Struct):
+    version: Any = None
+    completed: bool = False
+
+
+class _RecorderState(msgspec.Struct):
+    signals: list[Signal] = []
+    orders: list[Order] = []
+    results: list[OrderResult] = []
+    snapshots: list[PortfolioSnapshot] = []
+    risk_events: list[RiskEvent] = []
+    alerts: list[Alert] = []
+
+
+class _Checkpoint(msgspec.Struct):
+    version: int
+    core: dict[str, Any]
+    recorder: _RecorderState
+
+
+def checkpoint_bytes(core: TradingCore, recorder: Recorder) -> bytes:
+    """The paper run's checkpoint: the core's state and the events the recorder kept."""
+    rec = {"signals": recorder.signals, "orders": recorder.orders, "results": recorder.results,
+           "snapshots": recorder.snapshots, "risk_events": recorder.risk_events, "alerts": recorder.alerts}
+    return _cp_encoder.encode(versioned({"core": core.get_state(), "recorder": rec}))
+
+
+def restore_checkpoint(raw: bytes, core: TradingCore) -> Recorder | None:
+    """Restore ``core`` from a checkpoint of :func:`checkpoint_bytes`; the recorder rebuilt from
+    its events. None for a finished run (nothing to resume). StateError for another version."""
+    head = msgspec.json.decode(raw, type=_Header)
+    if head.completed:
+        return None
+    check_version({"version": head.version}, "paper run")
+    cp = msgspec.json.decode(raw, type=_Checkpoint)
+    core.set_state(cp.core)
+    recorder = Recorder()
+    r = cp.recorder
+    for events in (r.signals, r.orders, r.results, r.snapshots, r.risk_events, r.alerts):
+        for ev in events:
+            recorder(ev)
+    return recorder
+
+
 def run_paper(cfg: RunConfig, events: Iterable[Any], *, db_url: str, speed: float | None = None,
               port: int | None = 8000, stop: threading.Event | None = None,
               progress: Callable[[int], Any] | None = None, checkpoint_every_s: float = 2.0,
@@ -54,10 +121,6 @@ def run_paper(cfg: RunConfig, events: Iterable[Any], *, db_url: str, speed: floa
     (same config, same database) it resumes from the last checkpoint: cash, positions, open
     orders, high-water mark, daily PnL and risk state come back exactly, and the events after the
     checkpoint are replayed (their deterministic ids make the repeats no-ops in the database)."""
-    import base64
-    import json
-    import pickle
-
     from claire.storage import Database, EventWriter
 
     stop = stop or threading.Event()
@@ -85,12 +148,10 @@ def run_paper(cfg: RunConfig, events: Iterable[Any], *, db_url: str, speed: floa
     writer = EventWriter(db, cfg.run_key(), mode="paper")
     skip = 0
     cp = writer.load_checkpoint() if resume else None
-    st = json.loads(cp[1]) if cp is not None else None
-    if st is not None and st.get("completed"):
-        st = None  # a finished run is replayed from the start (its rows are already there: no-ops)
-    if st is not None:
-        core.set_state(st["core"])
-        recorder = pickle.loads(base64.b64decode(st["recorder"]))
+    # a finished run (None) is replayed from the start (its rows are already there: no-ops)
+    restored = restore_checkpoint(cp[1], core) if cp is not None else None
+    if restored is not None:
+        recorder = restored
         skip = core.processed
         log.info("resuming run %s from its checkpoint after %d market events", cfg.run_key(), skip)
 
@@ -131,9 +192,7 @@ def run_paper(cfg: RunConfig, events: Iterable[Any], *, db_url: str, speed: floa
         deadline = time.monotonic() + 60
         while wsvc.consumed < published[0] and time.monotonic() < deadline:
             time.sleep(0.002)
-        state_json = json.dumps({"core": core.get_state(),
-                                 "recorder": base64.b64encode(pickle.dumps(recorder)).decode()})
-        writer.save_checkpoint(core.processed, state_json.encode())
+        writer.save_checkpoint(core.processed, checkpoint_bytes(core, recorder))
 
     def skipped(it: Iterable[Any]) -> Iterable[Any]:
         it = iter(it)
@@ -165,7 +224,7 @@ def run_paper(cfg: RunConfig, events: Iterable[Any], *, db_url: str, speed: floa
             deadline = time.monotonic() + 120
             while not wsvc.final_persisted and time.monotonic() < deadline:
                 time.sleep(0.02)
-            writer.save_checkpoint(core.processed, b'{"completed": true}')
+            writer.save_checkpoint(core.processed, COMPLETED)
         if progress is not None:
             progress(n % 10_000)
         deadline = time.monotonic() + 120
@@ -180,8 +239,7 @@ def run_paper(cfg: RunConfig, events: Iterable[Any], *, db_url: str, speed: floa
         bus.close()
     seconds = time.perf_counter() - t0
     summary = summarize(recorder, core.portfolio, {
-        "runtime": "paper", "strategy": cfg.strategy, "params": {k: str(v) for k, v in cfg.params.items()},
-        "risk": cfg.risk, "fill": cfg.fill, "fee_bps": str(cfg.fee_bps), "events": n,
+        "runtime": "paper", **cfg.summary_fields(), "events": n,
         "symbols": sorted(core.signals.strategies), "persisted_events": wsvc.written, "seconds": round(seconds, 3),
         "resumed_at": skip or None, "completed": not stop.is_set(),
         "database": db.safe_url,
@@ -192,6 +250,6 @@ def run_paper(cfg: RunConfig, events: Iterable[Any], *, db_url: str, speed: floa
 
         write_performance(db, cfg.run_key(), performance_rows(recorder, core.portfolio, summary))
     db.dispose()
-    if cfg.out:
-        write_run_files(Path(cfg.out), recorder, summary)
+    if cfg.runtime.out:
+        write_run_files(Path(cfg.runtime.out), recorder, summary)
     return summary

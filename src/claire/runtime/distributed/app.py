@@ -9,7 +9,6 @@ import os
 import signal
 import threading
 import time
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +16,11 @@ import msgspec
 
 from claire.bus import make_bus
 from claire.bus.base import Bus
-from claire.engine.kernel import RunConfig, build_core
+from claire.config import DEFAULT_PORTS, TOPOLOGIES, RunConfig, from_spec, to_spec
+from claire.engine.kernel import build_core
 from claire.events import IdFactory
 from claire.events.topics import PIPE_RESULTS, PIPE_SIGNALS
 from claire.portfolio import Portfolio
-from claire.risk import RiskConfig
 from claire.runtime.distributed.runner import MarketDataService, StageService, WriterService, stage_inputs
 from claire.runtime.distributed.stages import (
     AccountStage,
@@ -37,63 +36,28 @@ from claire.runtime.metrics import ServiceMetrics
 log = logging.getLogger("claire.runtime.distributed")
 
 SERVICES = ["marketdata", "signal", "risk", "execution", "portfolio", "writer", "account"]
-DEFAULT_PORTS = {"marketdata": 8000, "signal": 8001, "risk": 8002, "execution": 8003, "portfolio": 8004, "writer": 8005,
-                 "account": 8006}
-# "seeds": the seeds' six services; "account": risk, execution and portfolio as one service
-TOPOLOGIES = ("seeds", "account")
+__all__ = ["DEFAULT_PORTS", "SERVICES", "TOPOLOGIES", "build_service", "config_from_spec", "market_events",
+           "resolve_secrets", "run_hash", "run_service", "spec_from_config", "split_secrets"]
 
 
 # --- the run spec: everything a service needs, shared by all services of a run ---------------
+# The spec is the run's configuration tree (claire.config.RunConfig) serialised, nothing else.
 
-def spec_from_config(cfg: RunConfig, *, bus_url: str, prefix: str, database_url: str | None,
-                     partitions: int = 1, speed: float | None = None, synthetic: int = 0,
-                     ports: dict[str, int] | None = None, topology: str = "seeds") -> dict[str, Any]:
-    if topology not in TOPOLOGIES:
-        raise ValueError(f"unknown topology {topology!r} (one of {', '.join(TOPOLOGIES)})")
-    return {
-        "run_id": cfg.run_key(),
-        "bus_url": bus_url,
-        "prefix": prefix,
-        "database_url": database_url,
-        "partitions": partitions,
-        "topology": topology,
-        "speed": speed,
-        "synthetic": synthetic,
-        "ports": ports or DEFAULT_PORTS,
-        "backtest": {
-            "data": [str(Path(p).resolve()) for p in cfg.data], "symbol": cfg.symbol, "strategy": cfg.strategy,
-            "params": {k: str(v) for k, v in cfg.params.items()},
-            "quantity": str(cfg.quantity) if cfg.quantity is not None else None,
-            "fee_bps": str(cfg.fee_bps), "maker_fee_bps": str(cfg.maker_fee_bps) if cfg.maker_fee_bps is not None else None,
-            "slippage_bps": str(cfg.slippage_bps), "fill": cfg.fill, "risk": cfg.risk,
-            "risk_config": msgspec.to_builtins(cfg.risk_config) if cfg.risk_config is not None else None,
-            "start_cash": str(cfg.start_cash),
-            "max_volume_share": str(cfg.max_volume_share) if cfg.max_volume_share is not None else None,
-            "max_quote_share": str(cfg.max_quote_share) if cfg.max_quote_share is not None else None,
-            "out": str(cfg.out) if cfg.out else None, "run_id": cfg.run_key(),
-        },
-    }
+def spec_from_config(cfg: RunConfig, **runtime: Any) -> dict[str, Any]:
+    """The run spec of ``cfg``: its tree as JSON builtins, with the run id fixed and the data
+    files absolute (every service derives the same ids and finds the same files). ``runtime``
+    sets fields of ``cfg.runtime`` (bus_url, prefix, database_url, partitions, speed, ...)."""
+    rt = msgspec.structs.replace(cfg.runtime, **runtime) if runtime else cfg.runtime
+    if rt.topology not in TOPOLOGIES:
+        raise ValueError(f"unknown topology {rt.topology!r} (one of {', '.join(TOPOLOGIES)})")
+    rt = msgspec.structs.replace(rt, run_id=cfg.run_key())
+    data = msgspec.structs.replace(cfg.data, paths=[str(Path(p).resolve()) for p in cfg.data.paths])
+    return to_spec(msgspec.structs.replace(cfg, data=data, runtime=rt))
 
 
 def config_from_spec(spec: dict[str, Any]) -> RunConfig:
-    from claire.strategy.base import coerce_params
-    from claire.strategy.registry import load_strategy
-
-    b = spec["backtest"]
-    D = Decimal
-    cls = load_strategy(b["strategy"])
-    return RunConfig(
-        data=[Path(p) for p in b["data"]], symbol=b["symbol"], strategy=b["strategy"],
-        params=coerce_params(cls, b["params"]),
-        quantity=D(b["quantity"]) if b["quantity"] is not None else None,
-        fee_bps=D(b["fee_bps"]), maker_fee_bps=D(b["maker_fee_bps"]) if b["maker_fee_bps"] is not None else None,
-        slippage_bps=D(b["slippage_bps"]), fill=b["fill"], risk=b["risk"],
-        risk_config=msgspec.convert(b["risk_config"], RiskConfig) if b["risk_config"] is not None else None,
-        start_cash=D(b["start_cash"]),
-        max_volume_share=D(b["max_volume_share"]) if b["max_volume_share"] is not None else None,
-        max_quote_share=D(b["max_quote_share"]) if b["max_quote_share"] is not None else None,
-        out=b["out"], run_id=b["run_id"],
-    )
+    """The configuration tree of a run spec (see :func:`spec_from_config`)."""
+    return from_spec(spec)
 
 
 # --- secrets: a spec on disk names environment variables, never passwords -------------------
@@ -121,12 +85,13 @@ def _split_userinfo(url: str) -> tuple[str, str, str] | None:
 
 def split_secrets(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """The spec with every password taken out of its URLs (each URL then names the environment
-    variable that holds it, ``<key>_password_env``), and that environment for the services.
+    variable that holds it, ``runtime.<key>_password_env``), and that environment for the services.
     What ``claire up`` writes to disk is the first; the second goes only to the child processes."""
-    public = dict(spec)
+    runtime = spec.get("runtime") or {}
+    public = dict(runtime)
     env: dict[str, str] = {}
     for key, var in SECRET_ENV.items():
-        url = spec.get(key)
+        url = runtime.get(key)
         parts = _split_userinfo(url) if isinstance(url, str) else None
         if parts is None:
             continue
@@ -134,39 +99,50 @@ def split_secrets(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]
         public[key] = head + tail
         public[f"{key}_password_env"] = var
         env[var] = password
-    return public, env
+    return {**spec, "runtime": public} if "runtime" in spec else dict(spec), env
 
 
 def resolve_secrets(spec: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, Any]:
     """The inverse of :func:`split_secrets`: passwords put back from the environment."""
     environ = os.environ if environ is None else environ  # type: ignore[assignment]
-    out = dict(spec)
+    runtime = spec.get("runtime") or {}
+    out = dict(runtime)
     for key in SECRET_ENV:
-        var = spec.get(f"{key}_password_env")
+        var = runtime.get(f"{key}_password_env")
         if not var:
             continue
         password = environ.get(var)
         if password is None:
             raise ValueError(f"the run spec takes the password of `{key}` from the environment variable "
                              f"{var}, which is not set")
-        head, _, tail = spec[key].partition("@")
+        head, _, tail = runtime[key].partition("@")
         out[key] = f"{head}:{password}@{tail}"
-        del out[f"{key}_password_env"]
-    return out
+        out[f"{key}_password_env"] = None
+    return {**spec, "runtime": out} if "runtime" in spec else dict(spec)
 
 
-def market_events(spec: dict[str, Any], cfg: RunConfig) -> Any:
-    if spec.get("synthetic"):
+def market_events(cfg: RunConfig) -> Any:
+    """The market events a run replays: its data files, or synthetic bars (``data.synthetic``)."""
+    if cfg.data.synthetic:
         from claire.marketdata import synthetic_bars
 
-        return synthetic_bars(["BTCUSDT", "ETHUSDT"], int(spec["synthetic"]), 1_767_225_600_000_000_000)
+        return synthetic_bars(["BTCUSDT", "ETHUSDT"], int(cfg.data.synthetic), 1_767_225_600_000_000_000)
     from claire.marketdata import open_market_data
 
-    return open_market_data(cfg.data, cfg.symbol)
+    return open_market_data(cfg.data.paths, cfg.data.symbol)
+
+
+def run_settings(spec: dict[str, Any]) -> dict[str, Any]:
+    """What makes the run (everything but where it runs): its row in the database, its hash."""
+    runtime = spec.get("runtime") or {}
+    return {**{k: v for k, v in spec.items() if k != "runtime"},
+            "run_id": runtime.get("run_id"), "out": runtime.get("out")}
 
 
 def run_hash(spec: dict[str, Any]) -> str:
-    return hashlib.sha1(json.dumps(spec["backtest"], sort_keys=True).encode()).hexdigest()[:10]
+    """A short hash of the run's settings: its keys on the bus (``claire:{hash}:``)."""
+    text = json.dumps(run_settings(spec), sort_keys=True)
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:10]
 
 
 def _with_db_retry(fn: Any, what: str, timeout: float = 120.0) -> Any:
@@ -219,50 +195,56 @@ class Service:
         return ok, {"checks": checks}
 
 
+def _writer_service(cfg: RunConfig, spec: dict[str, Any], bus: Bus, metrics: ServiceMetrics) -> Service:
+    from claire.storage import Database, EventWriter
+
+    db = Database(cfg.runtime.database_url)
+    _with_db_retry(db.upgrade, "schema upgrade")
+    writer = EventWriter(db, cfg.run_key(), mode="paper", config=run_settings(spec))
+    loop = WriterService(bus, writer, cfg.runtime.partitions, metrics=metrics)
+
+    def db_ready() -> dict[str, Any]:
+        try:
+            db.check()
+            return {"database": True}
+        except Exception as exc:
+            return {"database": f"unreachable: {type(exc).__name__}"}
+
+    return Service("writer", loop, metrics, bus, db_ready)
+
+
+def _stage(name: str, cfg: RunConfig, ids: IdFactory, replica: int) -> tuple[Any, str]:
+    """The stage of a core service and the service's name."""
+    partitions = cfg.runtime.partitions
+    core = build_core(cfg, lambda e: None, ids)
+    if name == "signal":
+        stage = SignalStage(core.signals, partition_stream(PIPE_SIGNALS, replica, partitions))
+        return stage, f"signal-{replica}" if partitions > 1 else "signal"
+    stages: dict[str, Any] = {
+        "risk": lambda: RiskStage(core.risk, core.portfolio, partitions, clock=core.clock),
+        "execution": lambda: ExecutionStage(core.execution),
+        "portfolio": lambda: PortfolioStage(Portfolio(cfg.portfolio.start_cash, ids)),
+        "account": lambda: AccountStage(core, partitions),
+    }
+    if name not in stages:
+        raise ValueError(f"unknown service {name!r} (one of {', '.join(SERVICES)})")
+    return stages[name](), name
+
+
 def build_service(name: str, spec: dict[str, Any], bus: Bus, replica: int = 0, batch: int = 500) -> Service:
+    """One service of the run ``spec`` on ``bus``: its loop, metrics and health checks."""
     cfg = config_from_spec(spec)
-    partitions = int(spec.get("partitions", 1))
+    partitions = cfg.runtime.partitions
     metrics = ServiceMetrics(name if name != "signal" else f"signal-{replica}")
     ids = IdFactory(cfg.run_key())
     if name == "marketdata":
-        speed = spec.get("speed")
-        loop = MarketDataService(bus, market_events(spec, cfg), partitions, speed, batch=batch, metrics=metrics)
+        speed = cfg.runtime.speed
+        loop = MarketDataService(bus, market_events(cfg), partitions, speed, batch=batch, metrics=metrics)
         return Service(name, loop, metrics, bus)
     if name == "writer":
-        from claire.storage import Database, EventWriter
-
-        db = Database(spec["database_url"])
-        _with_db_retry(db.upgrade, "schema upgrade")
-        writer = EventWriter(db, cfg.run_key(), mode="paper", config=spec["backtest"])
-        loop = WriterService(bus, writer, partitions, metrics=metrics)
-
-        def db_ready() -> dict[str, Any]:
-            try:
-                db.check()
-                return {"database": True}
-            except Exception as exc:
-                return {"database": f"unreachable: {type(exc).__name__}"}
-
-        return Service(name, loop, metrics, bus, db_ready)
-    core = build_core(cfg, lambda e: None, ids)
+        return _writer_service(cfg, spec, bus, metrics)
+    stage, svc_name = _stage(name, cfg, ids, replica)
     inputs = stage_inputs(name, replica, partitions)
-    if name == "signal":
-        stage: Any = SignalStage(core.signals, partition_stream(PIPE_SIGNALS, replica, partitions))
-        svc_name = f"signal-{replica}" if partitions > 1 else "signal"
-    elif name == "risk":
-        stage = RiskStage(core.risk, core.portfolio, partitions, clock=core.clock)
-        svc_name = name
-    elif name == "execution":
-        stage = ExecutionStage(core.execution)
-        svc_name = name
-    elif name == "portfolio":
-        stage = PortfolioStage(Portfolio(cfg.start_cash, ids))
-        svc_name = name
-    elif name == "account":
-        stage = AccountStage(core, partitions)
-        svc_name = name
-    else:
-        raise ValueError(f"unknown service {name!r} (one of {', '.join(SERVICES)})")
     if name in ("risk", "account"):
         part_of = {partition_stream(PIPE_SIGNALS, i, partitions): i for i in range(partitions)}
 
@@ -286,10 +268,11 @@ def run_service(name: str, spec: dict[str, Any], replica: int = 0, port: int | N
     """Run one service until SIGTERM/SIGINT (or ``stop``): finish the batch in hand, exit 0."""
     stop = stop or threading.Event()
     spec = resolve_secrets(spec)
-    bus = make_bus(spec["bus_url"], prefix=spec["prefix"])
+    runtime = config_from_spec(spec).runtime
+    bus = make_bus(runtime.bus_url, prefix=runtime.prefix)
     svc = build_service(name, spec, bus, replica)
     if port is None:
-        port = int(spec.get("ports", DEFAULT_PORTS).get(name, 0)) + (10 * replica if name == "signal" else 0)
+        port = int(runtime.ports.get(name, 0)) + (10 * replica if name == "signal" else 0)
     # 127.0.0.1 by default; containers set CLAIRE_HTTP_HOST=0.0.0.0 (Prometheus, published ports)
     host = os.environ.get("CLAIRE_HTTP_HOST", "127.0.0.1")
     server = HealthServer(port, svc.name, svc.metrics.registry, svc.health, svc.ready, host=host).start()

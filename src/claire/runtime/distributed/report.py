@@ -18,10 +18,11 @@ from claire.runtime.distributed.stages import PortfolioStage
 
 def wait_and_report(spec: dict[str, Any], timeout: float = 3600, console: Any = None) -> dict[str, Any]:
     cfg = config_from_spec(spec)
-    bus = make_bus(spec["bus_url"], prefix=spec["prefix"])
+    runtime = cfg.runtime
+    bus = make_bus(runtime.bus_url, prefix=runtime.prefix)
     recorder = Recorder()
-    stage = PortfolioStage(Portfolio(cfg.start_cash, IdFactory(cfg.run_key())))
-    rep = ReportService(bus, recorder, stage, int(spec.get("partitions", 1)))
+    stage = PortfolioStage(Portfolio(cfg.portfolio.start_cash, IdFactory(cfg.run_key())))
+    rep = ReportService(bus, recorder, stage, runtime.partitions)
     rep.ensure_groups()
     t0 = time.monotonic()
     deadline = t0 + timeout
@@ -37,21 +38,20 @@ def wait_and_report(spec: dict[str, Any], timeout: float = 3600, console: Any = 
     finally:
         bus.close()
     summary = summarize(recorder, stage.portfolio, {
-        "runtime": "distributed", "strategy": cfg.strategy, "params": {k: str(v) for k, v in cfg.params.items()},
-        "risk": cfg.risk, "fill": cfg.fill, "fee_bps": str(cfg.fee_bps), "symbols": sorted({f.symbol for f in recorder.signals}),
-        "seconds": round(time.monotonic() - t0, 3), "signal_replicas": int(spec.get("partitions", 1)),
+        "runtime": "distributed", **cfg.summary_fields(), "symbols": sorted({f.symbol for f in recorder.signals}),
+        "seconds": round(time.monotonic() - t0, 3), "signal_replicas": runtime.partitions,
         "events": stage.cur,
     })
-    if spec.get("database_url"):
+    if runtime.database_url:
         from claire.reporting.period_metrics import performance_rows
         from claire.storage import Database
         from claire.storage.performance_metrics import write_performance
 
-        db = Database(spec["database_url"])
+        db = Database(runtime.database_url)
         try:
             write_performance(db, cfg.run_key(), performance_rows(recorder, stage.portfolio, summary))
         finally:
             db.dispose()
-    if cfg.out:
-        write_run_files(Path(cfg.out), recorder, summary)
+    if runtime.out:
+        write_run_files(Path(runtime.out), recorder, summary)
     return summary

@@ -13,7 +13,6 @@ one process (see docs/architecture.md).
 from __future__ import annotations
 
 import base64
-import pickle
 from collections import deque
 from typing import Any
 
@@ -28,7 +27,9 @@ from claire.events import (
     OrderStatus,
     PortfolioSnapshot,
     Signal,
+    check_version,
     decode,
+    versioned,
 )
 from claire.events.topics import (
     MARKET_EVENT_TYPES,
@@ -43,7 +44,7 @@ from claire.events.topics import (
 from claire.execution import ExchangeSimulator
 from claire.portfolio import Portfolio
 from claire.risk import RiskManager
-from claire.strategy.signal_engine import SignalEngine
+from claire.strategy.signal_engine import SignalEngine, encode_strategy
 
 MARKET = MARKET_EVENT_TYPES
 Out = tuple[str, Any]  # (stream, Event or raw bytes)
@@ -73,9 +74,9 @@ class SignalStage:
         self.engine = engine
         self.out = out_stream
         self.last_seq = 0
-        # checkpoint: one pickle per symbol, redone only for the symbols a batch touched (a
-        # strategy pickle costs ~100 µs; with many symbols re-pickling all per commit would not do)
-        self._pickled: dict[str, str] = {}
+        # checkpoint: each symbol's strategy as JSON (msgspec.Raw, embedded as it is), encoded again
+        # only for the symbols a batch touched (with many symbols, encoding all per commit would not do)
+        self._encoded: dict[str, msgspec.Raw] = {}
         self._dirty: set[str] = set()
 
     def handle(self, ev: Event, raw: bytes) -> list[Out]:
@@ -96,23 +97,28 @@ class SignalStage:
         raise TypeError(f"signal stage does not take {t.__name__}")
 
     def get_state(self) -> dict[str, Any]:
+        """The checkpoint: the last sequence number and every strategy's plain state
+        (``claire.strategy.signal_engine.strategy_state``): data only, no objects."""
         strategies = self.engine.strategies
         for sym in self._dirty:
             strat = strategies.get(sym)
             if strat is not None:
-                self._pickled[sym] = base64.b64encode(pickle.dumps(strat, pickle.HIGHEST_PROTOCOL)).decode()
+                self._encoded[sym] = msgspec.Raw(encode_strategy(strat))
         self._dirty.clear()
-        return {"last_seq": self.last_seq, "strategies": self._pickled}
+        return versioned({"last_seq": self.last_seq, "strategies": dict(self._encoded)})
 
     def set_state(self, st: dict[str, Any]) -> None:
+        """Restore a checkpoint of ``get_state`` (StateError for another version)."""
+        check_version(st, "signal stage")
         self.last_seq = st["last_seq"]
-        self._dirty.clear()
-        if "strategies" in st:
-            self._pickled = dict(st["strategies"])
-            self.engine.strategies = {sym: pickle.loads(base64.b64decode(b)) for sym, b in self._pickled.items()}
-        else:  # a checkpoint of the engine as a whole (before per-symbol checkpoints)
-            self.engine.set_state(st["engine"])
-            self._dirty = set(self.engine.strategies)
+        engine = self.engine
+        strategies = {}
+        for sym, s in st["strategies"].items():
+            plain = msgspec.json.decode(s) if isinstance(s, msgspec.Raw) else s  # Raw: not through JSON
+            strategies[sym] = engine.restore_strategy(sym, plain)
+        engine.strategies = strategies
+        self._encoded = {}
+        self._dirty = set(strategies)  # encoded again at the next checkpoint
 
 
 def merge_head(queues: list[deque[tuple[Event, bytes]]], cur: int, cur_part: int,
@@ -308,15 +314,18 @@ class RiskStage:
 
     # --- checkpoint -----------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
-        return {
+        """The checkpoint: risk manager, mirror portfolio, the merge queues and the counters."""
+        return versioned({
             "risk": self.risk.get_state(), "mirror": self.mirror.get_state(),
             "queues": _dump_queues(self.queues),
             "cur": self.cur, "cur_part": self.cur_part, "forwarded": self.forwarded, "sent": self.sent, "echoed": self.echoed,
             "outstanding": sorted(self.outstanding), "mirror_seq": self.mirror_seq, "done": self.done,
             "lagging": self.lagging, "now": self.clock.now if self.clock is not None else 0,
-        }
+        })
 
     def set_state(self, st: dict[str, Any]) -> None:
+        """Restore a checkpoint of ``get_state`` (StateError for another version)."""
+        check_version(st, "risk stage")
         self.risk.set_state(st["risk"])
         self.mirror.set_state(st["mirror"])
         self.queues = _load_queues(st["queues"])
@@ -360,9 +369,12 @@ class ExecutionStage:
         return out
 
     def get_state(self) -> dict[str, Any]:
-        return {"cur": self.cur, "last_ts": self.last_ts, "execution": self.execution.get_state()}
+        """The checkpoint: the position in the stream and the exchange."""
+        return versioned({"cur": self.cur, "last_ts": self.last_ts, "execution": self.execution.get_state()})
 
     def set_state(self, st: dict[str, Any]) -> None:
+        """Restore a checkpoint of ``get_state`` (StateError for another version)."""
+        check_version(st, "execution stage")
         self.cur, self.last_ts = st["cur"], st["last_ts"]
         self.execution.set_state(st["execution"])
 
@@ -395,9 +407,13 @@ class PortfolioStage:
         return []  # echoed orders
 
     def get_state(self) -> dict[str, Any]:
-        return {"cur": self.cur, "done": self.done, "now": self.now, "portfolio": self.portfolio.get_state()}
+        """The checkpoint: the position in the stream and the portfolio."""
+        return versioned({"cur": self.cur, "done": self.done, "now": self.now,
+                          "portfolio": self.portfolio.get_state()})
 
     def set_state(self, st: dict[str, Any]) -> None:
+        """Restore a checkpoint of ``get_state`` (StateError for another version)."""
+        check_version(st, "portfolio stage")
         self.cur, self.done, self.now = st["cur"], st["done"], st["now"]
         self.portfolio.set_state(st["portfolio"])
 
@@ -519,10 +535,13 @@ class AccountStage:
             self._ev, self._raw = None, b""
 
     def get_state(self) -> dict[str, Any]:
-        return {"core": self.core.get_state(), "cur": self.cur, "cur_part": self.cur_part, "done": self.done,
-                "queues": _dump_queues(self.queues)}
+        """The checkpoint: the core (versioned itself), the merge queues and the position."""
+        return versioned({"core": self.core.get_state(), "cur": self.cur, "cur_part": self.cur_part,
+                          "done": self.done, "queues": _dump_queues(self.queues)})
 
     def set_state(self, st: dict[str, Any]) -> None:
+        """Restore a checkpoint of ``get_state`` (StateError for another version)."""
+        check_version(st, "account stage")
         self.core.set_state(st["core"])
         self.cur, self.cur_part, self.done = st["cur"], st["cur_part"], st["done"]
         self.queues = _load_queues(st["queues"])

@@ -23,7 +23,7 @@ from typing import Any
 from claire.bus import make_bus
 from claire.bus.base import Bus
 from claire.events.topics import ALERTS, ORDER_RESULTS, ORDERS, PIPE_RESULTS, RISK_EVENTS, SIGNALS, SNAPSHOTS
-from claire.runtime.distributed.app import DEFAULT_PORTS, split_secrets
+from claire.runtime.distributed.app import DEFAULT_PORTS, config_from_spec, split_secrets
 from claire.runtime.distributed.runner import stage_inputs
 
 START_ORDER = ["writer", "portfolio", "execution", "risk", "signal", "marketdata"]
@@ -42,7 +42,8 @@ def service_list(partitions: int, topology: str = "seeds") -> list[tuple[str, in
 
 
 def port_of(spec: dict[str, Any], name: str, replica: int) -> int:
-    return int(spec.get("ports", DEFAULT_PORTS)[name]) + (10 * replica if name == "signal" else 0)
+    ports = (spec.get("runtime") or {}).get("ports") or DEFAULT_PORTS
+    return int(ports[name]) + (10 * replica if name == "signal" else 0)
 
 
 def create_groups(bus: Bus, partitions: int, report: bool = True, topology: str = "seeds") -> None:
@@ -103,15 +104,16 @@ def up(spec: dict[str, Any], state_dir: Path, fresh: bool = True) -> dict[str, i
     public, secret_env = split_secrets(spec)  # passwords reach the services by environment only
     write_private(spec_path, json.dumps(public, indent=2))
     log_dir = private_dir(state_dir / "logs")
-    bus = make_bus(spec["bus_url"], prefix=spec["prefix"])
+    runtime = config_from_spec(spec).runtime
+    bus = make_bus(runtime.bus_url, prefix=runtime.prefix)
     try:
         if fresh:
             purge(bus)
-        create_groups(bus, int(spec.get("partitions", 1)), topology=spec.get("topology", "seeds"))
+        create_groups(bus, runtime.partitions, topology=runtime.topology)
     finally:
         bus.close()
     pids: dict[str, int] = {}
-    for name, replica, display in service_list(int(spec.get("partitions", 1)), spec.get("topology", "seeds")):
+    for name, replica, display in service_list(runtime.partitions, runtime.topology):
         proc = start_service(spec_path, name, replica, log_dir, env=secret_env)
         pids[display] = proc.pid
     write_private(state_dir / "pids.json", json.dumps(pids, indent=2))

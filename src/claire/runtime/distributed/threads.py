@@ -11,14 +11,14 @@ import time
 from typing import Any
 
 from claire.bus.base import Bus
-from claire.runtime.distributed.app import build_service
+from claire.runtime.distributed.app import build_service, config_from_spec
 
 
 def run_services_threads(spec: dict[str, Any], bus_factory: Any, timeout: float = 300.0,
                          with_writer: bool = True) -> dict[str, Any]:
     """Start all services, wait until the final snapshot is persisted (or the portfolio is done),
     stop them, return the built services by name."""
-    partitions = int(spec.get("partitions", 1))
+    partitions = config_from_spec(spec).runtime.partitions
     names: list[tuple[str, int]] = [("signal", i) for i in range(partitions)]
     names += [("risk", 0), ("execution", 0), ("portfolio", 0)]
     if with_writer:

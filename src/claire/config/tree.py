@@ -1,0 +1,127 @@
+"""The configuration of a run: one typed tree of msgspec structs, for every runtime.
+
+A backtest, a paper run and every service of a distributed run are configured by the same
+:class:`RunConfig`. The distributed run spec (``spec.json``) *is* this tree serialised
+(:func:`to_spec` / :func:`from_spec`), so a setting added here reaches every runtime without
+a converter to keep in step. The strategy, risk and execution parts reuse their packages' own
+structs; this module adds what only a run has (data, start capital, where it runs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+from pathlib import Path, PurePath
+from typing import Any, Literal
+
+import msgspec
+
+from claire.execution.config import ExecutionConfig
+from claire.risk.config import RiskConfig
+
+#: port of /health, /ready and /metrics per distributed service (signal replicas: +10 each)
+DEFAULT_PORTS: dict[str, int] = {"marketdata": 8000, "signal": 8001, "risk": 8002, "execution": 8003,
+                                 "portfolio": 8004, "writer": 8005, "account": 8006}
+#: "seeds": the seeds' six services; "account": risk, execution and portfolio as one service
+TOPOLOGIES: tuple[str, ...] = ("seeds", "account")
+Topology = Literal["seeds", "account"]
+
+
+class StrategySettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Which strategy runs and with which parameters (already converted to their declared types).
+
+    Kept apart from the strategy class so that a configuration can be written, compared and
+    sent to another process before any strategy code is imported."""
+
+    name: str = "momentum"  # a built-in name or package.module:Class
+    params: dict[str, Any] = {}
+
+
+class DataSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The market data a run replays: files (merged in event time) or synthetic bars."""
+
+    paths: list[str] = []
+    symbol: str | None = None  # default: from each file's name
+    synthetic: int = 0  # N synthetic 1m bars per symbol instead of files (paper, up)
+
+
+class PortfolioSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The account a run starts with."""
+
+    start_cash: Decimal = Decimal(100_000)  # USDT
+
+
+class RuntimeSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Where and how a run executes: identity, outputs, servers and the distributed layout.
+
+    None of it changes a decision of the core; it is apart so that the same strategy, risk and
+    execution settings can run in any runtime. URLs never carry a password into a file: a
+    spec written to disk names the environment variable that holds it (``*_password_env``)."""
+
+    run_id: str | None = None  # default: derived from the run's settings (RunConfig.run_key)
+    out: str | None = None  # directory for the run files
+    database_url: str | None = None
+    database_url_password_env: str | None = None
+    bus_url: str | None = None
+    bus_url_password_env: str | None = None
+    prefix: str = ""  # the run's keys on the bus
+    partitions: int = 1  # signal service replicas
+    topology: Topology = "seeds"
+    speed: float | None = None  # replay pace: 1 = event time, N = N times faster, None = max
+    ports: dict[str, int] = msgspec.field(default_factory=lambda: dict(DEFAULT_PORTS))
+
+
+class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything one run is built from (see :func:`claire.engine.kernel.build_core`).
+
+    One tree instead of one settings object per component, so that the command line, the
+    environment, the backtest, paper and distributed runtimes and the run spec all agree."""
+
+    strategy: StrategySettings = msgspec.field(default_factory=StrategySettings)
+    data: DataSettings = msgspec.field(default_factory=DataSettings)
+    risk: RiskConfig = msgspec.field(default_factory=RiskConfig)
+    execution: ExecutionConfig = msgspec.field(default_factory=ExecutionConfig)
+    portfolio: PortfolioSettings = msgspec.field(default_factory=PortfolioSettings)
+    runtime: RuntimeSettings = msgspec.field(default_factory=RuntimeSettings)
+
+    @property
+    def risk_mode(self) -> str:
+        """``default`` (the risk gate checks the limits) or ``none`` (`--risk none`)."""
+        return "default" if self.risk.enabled else "none"
+
+    def run_key(self) -> str:
+        """The run's id: ``runtime.run_id``, else one derived from what makes the run (the ids
+        of its events are derived from it, so the same settings give the same events)."""
+        if self.runtime.run_id:
+            return self.runtime.run_id
+        names = ",".join(Path(p).name for p in self.data.paths)
+        key = (f"{self.strategy.name}:{sorted(self.strategy.params.items())}:{names}:{self.risk.quantity}:"
+               f"{self.execution.fill}:{self.risk_mode}")
+        return f"run-{hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:12]}"
+
+    def summary_fields(self) -> dict[str, Any]:
+        """The settings a run's summary states (summary.json): strategy, params, risk, fill, fee."""
+        return {"strategy": self.strategy.name, "params": {k: str(v) for k, v in self.strategy.params.items()},
+                "risk": self.risk_mode, "fill": str(self.execution.fill), "fee_bps": str(self.execution.taker_fee_bps)}
+
+
+def _enc_hook(obj: Any) -> Any:
+    if isinstance(obj, PurePath):
+        return str(obj)
+    raise NotImplementedError(f"cannot serialise {type(obj).__name__} in a run configuration")
+
+
+def to_spec(cfg: RunConfig) -> dict[str, Any]:
+    """The tree as JSON-ready builtins (Decimals as exact strings): the run spec."""
+    return msgspec.to_builtins(cfg, enc_hook=_enc_hook)  # type: ignore[no-any-return]
+
+
+def from_spec(spec: dict[str, Any]) -> RunConfig:
+    """The tree back from :func:`to_spec`'s output (every field typed and checked), strategy
+    parameters converted to the types the strategy declares."""
+    from claire.strategy.base import coerce_params
+    from claire.strategy.registry import load_strategy
+
+    cfg = msgspec.convert(spec, RunConfig)
+    params = coerce_params(load_strategy(cfg.strategy.name), cfg.strategy.params)
+    return msgspec.structs.replace(cfg, strategy=msgspec.structs.replace(cfg.strategy, params=params))
