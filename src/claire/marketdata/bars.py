@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import itemgetter
 from pathlib import Path
 
 import pyarrow as pa
@@ -34,7 +35,7 @@ VALUE_COLUMNS = BAR_COLUMNS[1:]
 _PRICES = ("open", "high", "low", "close")
 FEATHER_EXPECTED = "freqtrade bars (date, open, high, low, close, volume)"
 #: Bars built per step while iterating: bounded memory, few kernel calls.
-CHUNK = 8192
+CHUNK = 32_768
 
 
 class BarTable:
@@ -97,31 +98,27 @@ def _chunks(tables: Sequence[BarTable], chunk: int
         yield pc.take(ts_all, idx), pc.take(src_all, idx), [pc.take(c, idx) for c in cols]
 
 
-class _TextMemo(dict):
-    """Decimal of each text, made once per chunk (prices repeat: an open is often the last close)."""
+def _decimals(vals: list[pa.Array]) -> list[Sequence[Decimal]]:
+    """The five value columns of a chunk as ``Decimal`` sequences, each distinct price made once.
 
-    def __missing__(self, key: str) -> Decimal:
-        value = self[key] = Decimal(key)
-        return value
-
-
-def _decimals(vals: list[pa.Array]) -> list[Iterator[Decimal]]:
-    """The five value columns of a chunk as ``Decimal`` iterators, each distinct price made once.
-
-    Numbers go through Arrow's shortest round-trip text (``70070.53``, never binary noise); the
-    four price columns share one memo (keyed by the float: they are all > 0 here, so no -0.0).
+    Numbers go through Arrow's shortest round-trip text (``70070.53``, never binary noise). The
+    four price columns are dictionary-encoded together: one ``Decimal`` per distinct value (by
+    its bits for numbers: prices are > 0 here, so no -0.0; by its text for text), picked for
+    every row by one ``itemgetter`` call.
     """
     prices, volume = vals[:4], vals[4]
-    dec = Decimal
-    if all(p.type == pa.float64() for p in prices):  # (float32 keeps its own shortest text)
-        uniq = pc.unique(pa.concat_arrays(prices))
-        memo = dict(zip(uniq.to_pylist(), map(dec, pc.cast(uniq, pa.string()).to_pylist()), strict=True))
-        get = memo.__getitem__
-        cols = [map(get, p.to_pylist()) for p in prices]
+    n = len(prices[0])
+    if len({p.type for p in prices}) > 1:
+        prices = [_text(p) for p in prices]
+    enc = pc.dictionary_encode(pa.concat_arrays(prices))
+    decs = list(map(Decimal, _text(enc.dictionary).to_pylist()))
+    idx = enc.indices.to_pylist()
+    if len(idx) > 1:
+        every = itemgetter(*idx)(decs)
     else:
-        get = _TextMemo().__getitem__
-        cols = [map(get, _text(p).to_pylist()) for p in prices]
-    cols.append(map(dec, _text(volume).to_pylist()))
+        every = [decs[i] for i in idx]
+    cols: list[Sequence[Decimal]] = [every[k * n:(k + 1) * n] for k in range(4)]
+    cols.append(list(map(Decimal, _text(volume).to_pylist())))
     return cols
 
 

@@ -23,15 +23,18 @@ import zipfile
 import zlib
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pcsv
 
 from claire.marketdata.arrow_util import const
 from claire.marketdata.bars import VALUE_COLUMNS, BarFile, build_bar_file
 from claire.marketdata.errors import DataFileError, check_file, reason
 from claire.marketdata.symbols import normalize_symbol, symbol_from_path
+
+if TYPE_CHECKING:
+    import pyarrow.csv as pcsv
 
 BINANCE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "count",
                    "taker_buy_volume", "taker_buy_quote_volume", "ignore")
@@ -206,6 +209,8 @@ def load_bars_csv(path: str | Path, symbol: str | None = None, interval_s: int |
     """Read a Binance kline CSV or a plain OHLCV CSV (``.csv``, ``.csv.gz``, ``.zip``) into a
     :class:`BarFile` (see the module doc); rows with bad values are skipped and counted as for
     feather files (:func:`claire.marketdata.bars.build_bar_file`)."""
+    import pyarrow.csv as pcsv  # here: only CSV files need it
+
     path = Path(path)
     check_file(path)
     symbol = normalize_symbol(symbol) if symbol else symbol_from_path(path)

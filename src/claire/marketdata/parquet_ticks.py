@@ -17,16 +17,23 @@ from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from claire.events import QuoteTick, Side, TradeTick
 from claire.marketdata.errors import DataFileError, check_file, reason
 from claire.marketdata.symbols import normalize_symbol, symbol_from_path
 
 log = logging.getLogger(__name__)
+
+
+def _pq() -> Any:
+    """``pyarrow.parquet``, imported when a parquet file is read (not by every `claire` command)."""
+    import pyarrow.parquet as pq
+
+    return pq
 
 TRADE_COLUMNS = ("timestamp", "trade_id", "price", "quantity", "buyer_maker")
 QUOTE_COLUMNS = ("timestamp", "bid", "bid_size", "ask", "ask_size")
@@ -39,7 +46,7 @@ def parquet_kind(path: str | Path) -> str:
     path = Path(path)
     check_file(path)
     try:
-        names = set(pq.read_schema(path).names)
+        names = set(_pq().read_schema(path).names)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DataFileError(f"{path.name}: not a readable parquet file ({reason(exc)}); expected trades "
                             f"({', '.join(TRADE_COLUMNS)}) or quotes ({', '.join(QUOTE_COLUMNS)})") from exc
@@ -117,7 +124,7 @@ class ParquetTickReader(Iterator[TradeTick | QuoteTick]):
             self.symbol = symbol_from_path(self.path)
         self.batch_size = batch_size
         try:
-            meta = pq.read_metadata(self.path)
+            meta = _pq().read_metadata(self.path)
             schema = meta.schema.to_arrow_schema()
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise DataFileError(f"{self.path.name}: not a readable parquet file ({reason(exc)})") from exc
@@ -139,7 +146,7 @@ class ParquetTickReader(Iterator[TradeTick | QuoteTick]):
 
     def _batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
         try:
-            pf = pq.ParquetFile(self.path)
+            pf = _pq().ParquetFile(self.path)
         except (pa.ArrowException, OSError) as exc:
             raise DataFileError(f"{self.path.name}: not a readable parquet file ({reason(exc)})") from exc
         try:
@@ -188,7 +195,7 @@ class ParquetTickReader(Iterator[TradeTick | QuoteTick]):
         self._report()
 
     def _quotes(self) -> Iterator[QuoteTick]:
-        names = set(pq.read_schema(self.path).names)
+        names = set(_pq().read_schema(self.path).names)
         columns = list(QUOTE_COLUMNS) + (["symbol"] if "symbol" in names else [])
         fixed = self.symbol
         if fixed is None:

@@ -7,7 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 from claire.events.time import NS_PER_DAY, NS_PER_SEC
-from claire.reporting.stats import daily_closes, drawdown_duration
+from claire.reporting.recorder import R_EQUITY, R_EXPOSURE_PCT, R_TS, snapshot_rows
+from claire.reporting.stats import daily_closes, drawdown_duration_of
 
 ZERO = Decimal(0)
 
@@ -29,8 +30,8 @@ def _period(trips: list[Any], fills: list[Any], snaps: list[Any], start_equity: 
     losses = [t for t in closed if t.pnl <= 0]
     gw = sum((t.pnl for t in wins), ZERO)
     gl = -sum((t.pnl for t in losses), ZERO)
-    dd, dd_ns = drawdown_duration(snaps)
-    exp = [s.total_exposure_pct for s in snaps]
+    dd, dd_ns = drawdown_duration_of(snaps)
+    exp = [s[R_EXPOSURE_PCT] for s in snaps]
     return {
         "total_return_pct": _q((end_equity / start_equity - 1) * 100) if start_equity > 0 else None,
         "win_rate": _q(Decimal(len(wins)) / len(closed)) if closed else None,
@@ -48,14 +49,14 @@ def _period(trips: list[Any], fills: list[Any], snaps: list[Any], start_equity: 
 
 
 def performance_rows(recorder: Any, portfolio: Any, summary: dict[str, Any]) -> list[dict[str, Any]]:
-    snaps = recorder.snapshots
+    snaps = snapshot_rows(recorder)  # (ts_event, equity, ...): see Recorder.snapshot_rows
     if not snaps:
         return []
     rows = []
     by_day: dict[int, list[Any]] = {}
-    day = snaps[0].ts_event // NS_PER_DAY
+    day = snaps[0][R_TS] // NS_PER_DAY
     for s in snaps:  # days only move forward, as in the portfolio (a late-stamped fill: current day)
-        d = s.ts_event // NS_PER_DAY
+        d = s[R_TS] // NS_PER_DAY
         if d > day:
             day = d
         by_day.setdefault(day, []).append(s)
@@ -65,7 +66,7 @@ def performance_rows(recorder: Any, portfolio: Any, summary: dict[str, Any]) -> 
     prev_end = portfolio.start_cash
     for day in sorted(by_day):
         d_snaps = by_day[day]
-        end = closes.get(day, d_snaps[-1].equity)
+        end = closes.get(day, d_snaps[-1][R_EQUITY])
         lo, hi = day * NS_PER_DAY, (day + 1) * NS_PER_DAY
         trips = [t for t in recorder.round_trips if t.exit_time is not None and lo <= t.exit_time < hi]
         fills = [f for f in recorder.fills if lo <= f.ts_event < hi]
@@ -75,7 +76,7 @@ def performance_rows(recorder: Any, portfolio: Any, summary: dict[str, Any]) -> 
         prev_end = end
         rows.append(row)
     run = _period(recorder.round_trips, recorder.fills, snaps, portfolio.start_cash, portfolio.equity())
-    run.update(period_type="run", period_start=_dt(snaps[0].ts_event), period_end=_dt(snaps[-1].ts_event),
+    run.update(period_type="run", period_start=_dt(snaps[0][R_TS]), period_end=_dt(snaps[-1][R_TS]),
                sharpe_ratio=_q(summary.get("sharpe")), sortino_ratio=_q(summary.get("sortino")),
                metadata={"final_equity": summary.get("final_equity"), "strategy": summary.get("strategy")})
     rows.append(run)

@@ -53,36 +53,111 @@ class _Tracker:
         self.open: RoundTrip | None = None
 
 
+#: the fields of a snapshot that the run files, the summary and the period figures read, in
+#: this order (``Recorder.snapshot_rows``): references to the event's own objects, no copies
+SNAPSHOT_ROW = ("ts_event", "equity", "cash", "realized_pnl", "unrealized_pnl", "fees", "total_exposure_pct",
+                "drawdown_pct", "high_water_mark", "daily_pnl", "num_positions", "reason")
+R_TS, R_EQUITY, R_EXPOSURE_PCT = 0, 1, 6
+
+
+def snapshot_row(s: PortfolioSnapshot) -> tuple[Any, ...]:
+    """The fields of ``SNAPSHOT_ROW`` of one snapshot."""
+    return (s.ts_event, s.equity, s.cash, s.realized_pnl, s.unrealized_pnl, s.fees, s.total_exposure_pct,
+            s.drawdown_pct, s.high_water_mark, s.daily_pnl, s.num_positions, s.reason)
+
+
+def snapshot_rows(recorder: Any) -> list[tuple[Any, ...]]:
+    """``recorder.snapshot_rows``; made from ``recorder.snapshots`` for any other object that
+    holds snapshots (e.g. a collection of a distributed run's events)."""
+    rows = getattr(recorder, "snapshot_rows", None)
+    if rows is None:
+        rows = [snapshot_row(s) for s in recorder.snapshots]
+    return rows
+
+
 class Recorder:
-    """An ``emit`` target for the core: keeps the events of a run (market data is not kept).
+    """An ``emit`` target for the core: keeps what a run produces (market data is not kept).
 
     ``forward`` (optional) receives every event too, e.g. a database writer or a bus.
+
+    ``keep_events=False`` (``claire backtest``): snapshots, signals and orders are not kept as
+    events, only what the run files and the summary read (``snapshot_rows`` and the counts);
+    order results, fills, risk events, alerts and round trips are kept as always. A snapshot with
+    its positions is ~1.5 kB, its row ~0.2 kB beyond the objects the snapshot shares.
     """
 
-    def __init__(self, forward: Callable[[Event], Any] | None = None) -> None:
+    def __init__(self, forward: Callable[[Event], Any] | None = None, keep_events: bool = True) -> None:
         self.forward = forward
+        self.keep_events = keep_events
         self.signals: list[Signal] = []
         self.orders: list[Order] = []
         self.results: list[OrderResult] = []
         self.fills: list[OrderResult] = []
         self.snapshots: list[PortfolioSnapshot] = []
+        #: per snapshot, the fields of ``SNAPSHOT_ROW`` as a tuple (kept in both modes)
+        self.snapshot_rows: list[tuple[Any, ...]] = []
         self.risk_events: list[RiskEvent] = []
         self.alerts: list[Alert] = []
         self.round_trips: list[RoundTrip] = []
         self._trackers: dict[str, _Tracker] = {}
+        self._signal_count = 0
+        self._order_count = 0
+        self._wire()
+
+    def _wire(self) -> None:
+        """The handler of each event type, and ``emit``."""
+        keep = self.keep_events
+        on_signal: Callable[[Any], None] = self.signals.append if keep else self._count_signal
+        on_order: Callable[[Any], None] = self.orders.append if keep else self._count_order
         self._by_type: dict[type, Callable[[Any], None]] = {
-            Signal: self.signals.append,
-            Order: self.orders.append,
+            Signal: on_signal,
+            Order: on_order,
             OrderResult: self._on_result,
-            PortfolioSnapshot: self.snapshots.append,
+            PortfolioSnapshot: self._keep_snapshot if keep else self._snapshot_row,
             RiskEvent: self.risk_events.append,
             Alert: self.alerts.append,
         }
+        # what the core calls for each event (``emit``): without a forward, the handler itself
+        self.emit: Callable[[Event], None] = self._emit_forward if self.forward is not None else self._emit
 
     def __call__(self, ev: Event) -> None:
         self._by_type[type(ev)](ev)
         if self.forward is not None:
             self.forward(ev)
+
+    def _emit(self, ev: Event) -> None:
+        self._by_type[type(ev)](ev)
+
+    def _emit_forward(self, ev: Event) -> None:
+        self._by_type[type(ev)](ev)
+        self.forward(ev)  # type: ignore[misc]
+
+    def _snapshot_row(self, s: PortfolioSnapshot) -> None:
+        self.snapshot_rows.append((s.ts_event, s.equity, s.cash, s.realized_pnl, s.unrealized_pnl, s.fees,
+                                   s.total_exposure_pct, s.drawdown_pct, s.high_water_mark, s.daily_pnl,
+                                   s.num_positions, s.reason))
+
+    def _keep_snapshot(self, s: PortfolioSnapshot) -> None:
+        self.snapshots.append(s)
+        self._snapshot_row(s)
+
+    def _count_signal(self, s: Signal) -> None:
+        self._signal_count += 1
+
+    def _count_order(self, o: Order) -> None:
+        self._order_count += 1
+
+    @property
+    def signal_count(self) -> int:
+        return len(self.signals) if self.keep_events else self._signal_count
+
+    @property
+    def order_count(self) -> int:
+        return len(self.orders) if self.keep_events else self._order_count
+
+    @property
+    def snapshot_count(self) -> int:
+        return len(self.snapshot_rows)
 
     def _on_result(self, r: OrderResult) -> None:
         self.results.append(r)

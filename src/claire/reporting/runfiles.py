@@ -9,13 +9,14 @@ checks against that writer on a real run.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from claire.events.time import NS_PER_SEC
+from claire.reporting.recorder import snapshot_rows
 
 TRADES_COLUMNS = ["symbol", "side", "quantity", "entry_time", "entry_price", "exit_time", "exit_price", "fees", "pnl"]
 FILLS_COLUMNS = ["time", "fill_id", "order_id", "signal_id", "symbol", "side", "status", "order_type", "quantity",
@@ -44,22 +45,16 @@ def _s(x: Any) -> str:
 
 
 def _values(col: Iterable[Any]) -> list[str]:
-    """``_s`` over a column; a value that is the same object as the one before reuses its text
-    (snapshots share cash, realized PnL, fees and the high-water mark between fills)."""
-    out: list[str] = []
-    append = out.append
-    prev: Any = _UNSET
-    text = ""
-    for x in col:
-        if x is not prev:
-            prev = x
-            if type(x) is Decimal:
-                text = str(x)
-                if "E" in text:
-                    text = format(x, "f")
-            else:
-                text = _s(x)
-        append(text)
+    """``_s`` over a column. ``str`` of every value in one pass (in C), then the few texts that
+    ``_s`` writes otherwise are redone with it: a Decimal that ``str`` gives with an exponent,
+    and None (``str`` gives ``"None"``, which no Decimal, number or bool gives)."""
+    col = col if isinstance(col, list | tuple) else list(col)
+    out = list(map(str, col))
+    blob = "".join(out)
+    if "E" in blob or "None" in blob:
+        for i, text in enumerate(out):
+            if "E" in text or text == "None":
+                out[i] = _s(col[i])
     return out
 
 
@@ -105,23 +100,37 @@ def _quoted(col: list[str]) -> list[str]:
             for v in col]
 
 
-def _write_csv(path: Path, header: Sequence[str], cols: list[list[str]]) -> None:
+def _lines(cols: list[list[str]]) -> str:
+    """The rows of the columns, each with its line end."""
     cols = [_quoted(c) for c in cols]
     rows = _EOL.join(map(",".join, zip(*cols, strict=True)))
+    return rows + _EOL if rows else ""
+
+
+def _write_csv(path: Path, header: Sequence[str], cols: list[list[str]]) -> None:
     with path.open("w", newline="") as fh:
         fh.write(",".join(header) + _EOL)
-        if rows:
-            fh.write(rows + _EOL)
+        fh.write(_lines(cols))
 
 
-def _trades(trips: list[Any]) -> list[list[str]]:
+def _write_parts(path: Path, header: Sequence[str], items: Sequence[Any],
+                 columns: Callable[[Sequence[Any]], list[list[str]]], chunk: int = 8192) -> None:
+    """Like :func:`_write_csv` with ``columns(items)``, made and written in parts of ``chunk``
+    items (the text of one part at a time in memory)."""
+    with path.open("w", newline="") as fh:
+        fh.write(",".join(header) + _EOL)
+        for start in range(0, len(items), chunk):
+            fh.write(_lines(columns(items[start:start + chunk])))
+
+
+def _trades(trips: Sequence[Any]) -> list[list[str]]:
     return [_text([t.symbol for t in trips]), _text([t.side for t in trips]), _values([t.quantity for t in trips]),
             _times([t.entry_time for t in trips]), _values([t.entry_price for t in trips]),
             _times([t.exit_time for t in trips]), _values([t.exit_price for t in trips]),
             _values([t.fees for t in trips]), _values([t.pnl for t in trips])]
 
 
-def _fills(rs: list[Any]) -> list[list[str]]:
+def _fills(rs: Sequence[Any]) -> list[list[str]]:
     return [_times([r.ts_event for r in rs]), _text([r.id for r in rs]), _text([r.order_id for r in rs]),
             _text([r.signal_id for r in rs]), _text([r.symbol for r in rs]), [r.side for r in rs],
             [r.status for r in rs], [r.order_type for r in rs], _values([r.quantity for r in rs]),
@@ -131,16 +140,14 @@ def _fills(rs: list[Any]) -> list[list[str]]:
             _values([r.leaves_quantity for r in rs]), _text([r.reason for r in rs])]
 
 
-def _equity(snaps: list[Any]) -> list[list[str]]:
-    return [_times([s.ts_event for s in snaps]), _values([s.equity for s in snaps]), _values([s.cash for s in snaps]),
-            _values([s.realized_pnl for s in snaps]), _values([s.unrealized_pnl for s in snaps]),
-            _values([s.fees for s in snaps]), _values([s.total_exposure_pct for s in snaps]),
-            _values([s.drawdown_pct for s in snaps]), _values([s.high_water_mark for s in snaps]),
-            _values([s.daily_pnl for s in snaps]), _values([s.num_positions for s in snaps]),
-            _text([s.reason for s in snaps])]
+def _equity(rows: Sequence[tuple[Any, ...]]) -> list[list[str]]:
+    """From ``Recorder.snapshot_rows`` (the fields of ``SNAPSHOT_ROW``, in the order of the columns)."""
+    ts, eq, cash, real, unreal, fees, exp, dd, hwm, daily, npos, reason = zip(*rows, strict=True)
+    return [_times(ts), _values(eq), _values(cash), _values(real), _values(unreal), _values(fees), _values(exp),
+            _values(dd), _values(hwm), _values(daily), _values(npos), _text(reason)]
 
 
-def _risk(es: list[Any]) -> list[list[str]]:
+def _risk(es: Sequence[Any]) -> list[list[str]]:
     return [_times([e.ts_event for e in es]), _text([e.id for e in es]), _text([e.signal_id for e in es]),
             _text([e.symbol for e in es]), [e.check for e in es], [e.action for e in es],
             _values([e.passed for e in es]), _values([e.value for e in es]), _values([e.limit for e in es]),
@@ -152,9 +159,9 @@ def _risk(es: list[Any]) -> list[list[str]]:
 def write_run_files(out: Path | str, recorder: Any, summary: dict[str, Any]) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _write_csv(out / "trades.csv", TRADES_COLUMNS, _trades(recorder.round_trips))
-    _write_csv(out / "fills.csv", FILLS_COLUMNS, _fills(recorder.results))
-    _write_csv(out / "equity.csv", EQUITY_COLUMNS, _equity(recorder.snapshots))
-    _write_csv(out / "risk_events.csv", RISK_COLUMNS, _risk(recorder.risk_events))
+    _write_parts(out / "trades.csv", TRADES_COLUMNS, recorder.round_trips, _trades)
+    _write_parts(out / "fills.csv", FILLS_COLUMNS, recorder.results, _fills)
+    _write_parts(out / "equity.csv", EQUITY_COLUMNS, snapshot_rows(recorder), _equity)
+    _write_parts(out / "risk_events.csv", RISK_COLUMNS, recorder.risk_events, _risk)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return out

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
 from claire.events import PortfolioSnapshot, iso_from_ns
 from claire.events.time import NS_PER_DAY
+from claire.reporting.recorder import R_EXPOSURE_PCT, R_TS, snapshot_rows
 
 CENT = Decimal("0.01")
 
@@ -18,22 +20,30 @@ def _money(x: Decimal) -> str:
 
 def drawdown_duration(snapshots: list[PortfolioSnapshot]) -> tuple[Decimal, int]:
     """Largest drawdown (share of the high-water mark) and longest time under water (ns)."""
+    return drawdown_duration_of([(s.ts_event, s.equity) for s in snapshots])
+
+
+def drawdown_duration_of(points: Iterable[Sequence[Any]]) -> tuple[Decimal, int]:
+    """:func:`drawdown_duration` over ``(ts_event, equity, ...)`` sequences (``Recorder.snapshot_rows``)."""
     hwm = None
     hwm_ts = 0
     max_dd = Decimal(0)
     longest = 0
-    for s in snapshots:
-        eq = s.equity
+    low = None  # the lowest equity since the high-water mark was set
+    last: Sequence[Any] | None = None
+    for last in points:
+        ts, eq = last[0], last[1]
         if hwm is None or eq >= hwm:
-            if hwm is not None:
-                longest = max(longest, s.ts_event - hwm_ts)
-            hwm, hwm_ts = eq, s.ts_event
-        else:
+            if hwm is not None and ts - hwm_ts > longest:
+                longest = ts - hwm_ts
+            hwm, hwm_ts, low = eq, ts, eq
+        elif eq < low:  # (hwm - eq) / hwm rounds monotonically: only a new low can raise it
+            low = eq
             dd = (hwm - eq) / hwm
             if dd > max_dd:
                 max_dd = dd
-    if snapshots and hwm is not None and snapshots[-1].equity < hwm:
-        longest = max(longest, snapshots[-1].ts_event - hwm_ts)
+    if last is not None and hwm is not None and last[1] < hwm:
+        longest = max(longest, last[0] - hwm_ts)
     return max_dd, longest
 
 
@@ -88,6 +98,11 @@ def sharpe_sortino(returns: list[float], periods_per_year: int = 365) -> tuple[f
     return sharpe, sortino
 
 
+def _count(recorder: Any, attr: str, events: str) -> int:
+    n = getattr(recorder, attr, None)  # a Recorder counts what it does not keep
+    return len(getattr(recorder, events)) if n is None else n
+
+
 def summarize(recorder: Any, portfolio: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     closed = [t for t in recorder.round_trips if not t.is_open]
     wins = [t for t in closed if t.pnl > 0]
@@ -97,13 +112,13 @@ def summarize(recorder: Any, portfolio: Any, extra: dict[str, Any] | None = None
     final = portfolio.equity()
     start = portfolio.start_cash
     net_pnl = final.quantize(CENT) - start.quantize(CENT)  # = final_equity - start_equity as shown
-    snaps = recorder.snapshots
-    max_dd, dd_ns = drawdown_duration(snaps)
+    rows = snapshot_rows(recorder)
+    max_dd, dd_ns = drawdown_duration_of(rows)
     max_dd = max(max_dd, portfolio.max_drawdown)
     closes = daily_closes(portfolio)
     rets = daily_returns(start, closes)
     sharpe, sortino = sharpe_sortino(rets)
-    exposures = [s.total_exposure_pct for s in snaps]
+    exposures = [r[R_EXPOSURE_PCT] for r in rows]
     volume = sum((f.quantity * f.price for f in recorder.fills), Decimal(0))
     rejected = sum(1 for r in recorder.risk_events if r.signal_id is not None and not r.passed and r.action.value == "rejected")
     by_check: dict[str, int] = {}
@@ -137,8 +152,8 @@ def summarize(recorder: Any, portfolio: Any, extra: dict[str, Any] | None = None
         "volume": _money(volume),
         "avg_exposure_pct": round(float(sum(exposures) / len(exposures)) * 100, 6) if exposures else 0.0,
         "max_exposure_pct": round(float(max(exposures)) * 100, 6) if exposures else 0.0,
-        "signals": len(recorder.signals),
-        "orders": len(recorder.orders),
+        "signals": _count(recorder, "signal_count", "signals"),
+        "orders": _count(recorder, "order_count", "orders"),
         "fills": len(recorder.fills),
         "risk_rejections": rejected,
         "rejections_by_check": dict(sorted(by_check.items(), key=lambda kv: -kv[1])),
@@ -148,9 +163,9 @@ def summarize(recorder: Any, portfolio: Any, extra: dict[str, Any] | None = None
         # per UTC day: close minus the previous day's close, in cents; adds up to net_pnl exactly
         "daily_pnl": {iso_from_ns(d * NS_PER_DAY)[:10]: str(v) for d, v in daily_pnl(start, closes, CENT)},
     }
-    if snaps:
-        out["start_time"] = iso_from_ns(snaps[0].ts_event)
-        out["end_time"] = iso_from_ns(snaps[-1].ts_event)
+    if rows:
+        out["start_time"] = iso_from_ns(rows[0][R_TS])
+        out["end_time"] = iso_from_ns(rows[-1][R_TS])
     if extra:
         out.update(extra)
     return out
