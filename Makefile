@@ -44,8 +44,11 @@ bench: $(STAMP)
 proto: $(STAMP)
 	$(PY) -m claire.adapters.mexc.protogen  # python -m grpc_tools.protoc, plus a `# ruff: noqa` line
 
+# Quality gates: ruff (style, bugs, complexity, security), the layer contracts, mypy (strict on the core).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis
