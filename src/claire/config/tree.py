@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from claire.events.types import InstrumentRules
 from claire.execution.config import ExecutionConfig
 from claire.risk.config import RiskConfig
 
@@ -38,8 +39,11 @@ class StrategySettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DataSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """The market data a run replays: files (merged in event time) or synthetic bars."""
+    """The market data a run replays: files (merged in event time) or synthetic bars; or
+    MEXC's (``source="mexc"``): live for ``symbols``, or a recorded capture in ``paths``."""
 
+    source: str = "files"  # files | mexc
+    symbols: list[str] = []  # mexc: the symbols (a capture: those it recorded)
     paths: list[str] = []
     symbol: str | None = None  # default: from each file's name
     synthetic: int = 0  # N synthetic 1m bars per symbol instead of files (paper, up)
@@ -83,6 +87,10 @@ class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
     execution: ExecutionConfig = msgspec.field(default_factory=ExecutionConfig)
     portfolio: PortfolioSettings = msgspec.field(default_factory=PortfolioSettings)
     runtime: RuntimeSettings = msgspec.field(default_factory=RuntimeSettings)
+    #: the exchange's trading rules per symbol (e.g. MEXC exchangeInfo): risk sizes to their step and
+    #: minimums, the paper exchange fills on their tick and step. Empty (files, synthetic data): the
+    #: global ``risk.qty_step`` and ``risk.min_notional`` only, as before.
+    rules: dict[str, InstrumentRules] = {}
 
     @property
     def risk_mode(self) -> str:
@@ -95,6 +103,8 @@ class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
         if self.runtime.run_id:
             return self.runtime.run_id
         names = ",".join(Path(p).name for p in self.data.paths)
+        if self.data.source == "mexc":  # live or its capture replayed: the same ids
+            names = "mexc:" + ",".join(self.data.symbols)
         key = (f"{self.strategy.name}:{sorted(self.strategy.params.items())}:{names}:{self.risk.quantity}:"
                f"{self.execution.fill}:{self.risk_mode}")
         return f"run-{hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:12]}"
@@ -119,6 +129,7 @@ def to_spec(cfg: RunConfig) -> dict[str, Any]:
 def from_spec(spec: dict[str, Any]) -> RunConfig:
     """The tree back from :func:`to_spec`'s output (every field typed and checked), strategy
     parameters converted to the types the strategy declares."""
+    # start-up time: the registry imports every built-in strategy; only when a spec is read
     from claire.strategy.base import coerce_params
     from claire.strategy.registry import load_strategy
 

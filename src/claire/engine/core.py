@@ -9,6 +9,9 @@ For every market event, in this order (the same in every runtime):
 4. the strategy sees the event; each signal goes through the risk manager; each approved order
    goes to paper execution (which may fill it at once, e.g. at the bar's close).
 
+A :class:`~claire.events.BookDepth` (the top levels of a live book) goes to paper execution only
+(step 1: working orders may fill against its levels); the others never see it.
+
 Everything produced is handed to ``emit`` in causal order. The core does no I/O and reads no
 wall clock: ``clock.now`` is the event time of the event being processed.
 
@@ -24,6 +27,7 @@ from typing import Any
 
 from claire.events import (
     Bar,
+    BookDepth,
     Event,
     ExchangeRole,
     LedgerRole,
@@ -73,7 +77,7 @@ class TradingCore:
         self._sig_bar = signals.on_bar
         self._risk_snap = risk.on_snapshot
 
-    def run(self, events: Iterable[Bar | TradeTick | QuoteTick]) -> int:
+    def run(self, events: Iterable[Bar | TradeTick | QuoteTick | BookDepth]) -> int:
         """Handle market events in order; returns how many. ``on_bar`` and ``on_market`` go
         through here too, so a replay and the live runtimes run the same steps for a bar
         (here without a Python call per bar: the components' bar handlers are looked up once)."""
@@ -117,12 +121,21 @@ class TradingCore:
         """One bar (through ``run``: the same steps as a replay)."""
         self.run((bar,))
 
-    def on_market(self, ev: Bar | TradeTick | QuoteTick) -> None:
+    def on_market(self, ev: Bar | TradeTick | QuoteTick | BookDepth) -> None:
         """One market event (through ``run``: the same steps as a replay)."""
         self.run((ev,))
 
-    def _on_tick(self, ev: Bar | TradeTick | QuoteTick) -> None:
+    def on_book(self, book: BookDepth) -> None:
+        """The top levels of a book (through ``run``, like every market event)."""
+        self.run((book,))
+
+    def _on_tick(self, ev: Bar | TradeTick | QuoteTick | BookDepth) -> None:
         self.clock.now = ev.ts_event
+        if isinstance(ev, BookDepth):  # for the paper exchange only
+            results = self.execution.on_book(ev)
+            if results:
+                self.route(results)
+            return
         fills = self.execution.on_market(ev)
         if fills:
             self.route(fills)

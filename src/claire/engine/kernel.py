@@ -33,8 +33,10 @@ def build_core(cfg: RunConfig, emit: Callable[[Event], Any], ids: IdFactory | No
     signals = SignalEngine(strategy_cls, cfg.strategy.params, ids)
     portfolio = Portfolio(cfg.portfolio.start_cash, ids)
     ex_cfg = msgspec.structs.replace(cfg.execution, fill=FillMode(cfg.execution.fill))
-    execution = ExchangeSimulator(ex_cfg, ids, clock)
+    # the exchange's trading rules per symbol (empty: the global qty_step / min_notional only)
+    rules = cfg.rules or None
+    execution = ExchangeSimulator(ex_cfg, ids, clock, rules=rules)
     # the gate's fee and slippage are the execution model's (one value each, in `execution`)
     risk_cfg = msgspec.structs.replace(cfg.risk, expected_slippage_bps=ex_cfg.slippage_bps, fee_bps=ex_cfg.taker_fee_bps)
-    risk = RiskManager(risk_cfg, portfolio, ids, clock)
+    risk = RiskManager(risk_cfg, portfolio, ids, clock, rules=rules)
     return TradingCore(signals, risk, execution, portfolio, clock, emit)

@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 from claire.events.types import (
     Bar,
+    BookDepth,
     Event,
     Order,
     OrderResult,
@@ -112,6 +113,10 @@ class ExchangeRole(Component[Sequence[OrderResult]], Protocol):
 
     def cancel_all(self, ts: int, reason: str, /) -> Sequence[OrderResult]:
         """Cancel every working order."""
+        ...
+
+    def on_book(self, book: BookDepth, /) -> Sequence[OrderResult]:
+        """The top levels of the book changed: working orders may fill against them."""
         ...
 
 

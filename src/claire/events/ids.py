@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections import deque
 
 _ROOT = uuid.UUID("6f1d3c2a-9b7e-4c1d-8a55-c1a1e0de0b1e")
 
@@ -53,8 +54,6 @@ class BoundedSet:
     __slots__ = ("_order", "_set", "maxlen")
 
     def __init__(self, items: list[str] | None = None, maxlen: int = 10_000) -> None:
-        from collections import deque
-
         self.maxlen = maxlen
         self._order: deque[str] = deque()
         self._set: set[str] = set()

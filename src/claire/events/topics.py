@@ -9,6 +9,7 @@ from __future__ import annotations
 from claire.events.types import (
     Alert,
     Bar,
+    BookDepth,
     Event,
     Order,
     OrderResult,
@@ -21,6 +22,9 @@ from claire.events.types import (
 
 #: the event types of market data (what a runtime feeds the core)
 MARKET_EVENT_TYPES = (Bar, TradeTick, QuoteTick)
+#: every market data type: those above plus the book depth only the paper exchange reads (the
+#: writer skips them all: market data is not persisted)
+MARKET_DATA_TYPES = (Bar, TradeTick, QuoteTick, BookDepth)
 
 # topic streams (P7): each event type once, for the writer and anyone else
 MARKET_DATA = "market_data"

@@ -33,17 +33,38 @@ Fill conventions
   (``reduce only: no position left to reduce``) once there is nothing left to reduce.
 Every fill records its slippage in bps against the order's reference (decision) price and its
 latency (fill time minus order time, event time).
+
+Book depth (:class:`~claire.events.BookDepth`, e.g. MEXC's top-5 limit depth), when a symbol has
+one: orders fill against the levels, best first, one fill per level taken (each with its own
+price, slippage and latency), at most ``max_quote_share`` of each level's size; what the levels
+do not hold waits for the next quote or book (GTC), or is cancelled (IOC, FOK as above). The
+levels are those of the newest picture: the quote's touch followed by the book's levels beyond
+it when the quote is as new as the book (a book's levels at or better than a newer touch are
+gone), the book's own levels when it is newer. A limit order takes only levels at or better
+than its limit. A book-path fill is stamped at the picture's exchange time (never before its
+order: ``latency_ns`` >= 0, event time) and its ``ts_recv`` is the picture's receive time, so
+``ts_recv - ts_event`` of a fill is how late the data it filled on arrived. Without books
+nothing changes (the quote's touch only, as above).
+
+Trading rules (:class:`~claire.events.InstrumentRules`, per symbol, optional): an order the
+exchange would refuse is rejected (symbol not trading, quantity not a whole number of steps or
+below the minimum quantity, notional at the reference price below the minimum, a limit price
+off the tick); fill quantities are whole steps (a volume or size cap is rounded down to the
+step); a price the simulator computes (slippage) is put on the tick, up for a buy and down for
+a sell. Symbols without rules fill exactly as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from claire.events import (
     Bar,
+    BookDepth,
     IdFactory,
+    InstrumentRules,
     Liquidity,
     Order,
     OrderResult,
@@ -53,6 +74,8 @@ from claire.events import (
     Side,
     TimeInForce,
     TradeTick,
+    decode_as,
+    encode,
 )
 from claire.events.ids import BoundedSet
 from claire.events.time import NS_PER_DAY
@@ -82,6 +105,23 @@ def _later(lst: list[tuple[_Working, Decimal]] | None, w: _Working, limit: Decim
 _AT_OPEN, _INSIDE, _NOT_REACHED = 0, 1, 2
 
 
+def _refusal(o: Order, r: InstrumentRules) -> str | None:
+    """Why the exchange would refuse order ``o`` under the symbol's rules ``r`` (None: it takes it)."""
+    sym, qty = o.symbol, o.quantity
+    if not r.trading:
+        return f"{sym} is not trading on the exchange (status {r.status}): order refused"
+    if not r.on_step(qty):
+        return f"quantity {qty} is not a multiple of the {sym} quantity step {r.step}: order refused"
+    if qty < r.min_qty:
+        return f"quantity {qty} is below the {sym} minimum quantity {r.min_qty}: order refused"
+    if o.price is not None and not r.on_tick(o.price):
+        return f"limit price {o.price} is not a multiple of the {sym} price tick {r.tick}: order refused"
+    notional = qty * (o.price if o.price is not None else o.reference_price)
+    if notional < r.min_notional:
+        return f"notional {notional} is below the {sym} minimum notional {r.min_notional}: order refused"
+    return None
+
+
 def _limit_on_bar(buy: bool, limit: Decimal, bar: Bar) -> int:
     """Where a limit order meets a bar: at its open (the open is already through the limit),
     inside its range (it touches the limit), or not at all."""
@@ -109,8 +149,13 @@ class ExchangeSimulator:
     exactly as the first run did. Implements the component contract (:class:`claire.events.ExchangeRole`)."""
 
     def __init__(self, config: ExecutionConfig | None = None, ids: IdFactory | None = None,
-                 clock: Callable[[], int] | None = None) -> None:
+                 clock: Callable[[], int] | None = None,
+                 rules: Mapping[str, InstrumentRules] | None = None) -> None:
         self.config = config or ExecutionConfig()
+        #: symbol -> the exchange's trading rules (tick, step, minimums); symbols absent: no rules
+        self.rules: dict[str, InstrumentRules] = dict(rules or {})
+        #: symbol -> the latest book depth (fills beyond the best level)
+        self.last_book: dict[str, BookDepth] = {}
         self.ids = ids or IdFactory()
         self.clock = clock
         self.working: dict[str, list[_Working]] = {}  # symbol -> orders waiting, in arrival order
@@ -143,27 +188,37 @@ class ExchangeSimulator:
         return self._match_bar(sym, bar, prev)
 
     def on_quote(self, quote: QuoteTick) -> Sequence[OrderResult]:
-        """A quote: working orders of its symbol fill against the touch."""
+        """A quote: working orders of its symbol fill against the touch (and the book beyond it)."""
         sym = quote.symbol
         self.last_quote[sym] = quote
         if sym not in self.working:
             return _EMPTY
         return self._match_quote(sym, quote)
 
+    def on_book(self, book: BookDepth) -> Sequence[OrderResult]:
+        """Book depth: working orders of its symbol fill against its levels (see the module doc)."""
+        sym = book.symbol
+        self.last_book[sym] = book
+        if sym not in self.working:
+            return _EMPTY
+        return self._match_book(sym, book.ts_event)
+
     def on_trade(self, tick: TradeTick) -> Sequence[OrderResult]:
-        """A trade: with no quote yet, working orders fill at its price."""
+        """A trade: with no quote (or book) yet, working orders fill at its price."""
         sym = tick.symbol
         self.last_trade[sym] = tick.price
-        if sym not in self.working or sym in self.last_quote:
+        if sym not in self.working or sym in self.last_quote or sym in self.last_book:
             return _EMPTY
         return self._match_price(sym, tick.price, tick.price, None, tick.ts_event)
 
-    def on_market(self, ev: Bar | TradeTick | QuoteTick) -> Sequence[OrderResult]:
+    def on_market(self, ev: Bar | TradeTick | QuoteTick | BookDepth) -> Sequence[OrderResult]:
         """Any market event: the order results it causes."""
         if isinstance(ev, Bar):
             return self.on_bar(ev)
         if isinstance(ev, QuoteTick):
             return self.on_quote(ev)
+        if isinstance(ev, BookDepth):
+            return self.on_book(ev)
         return self.on_trade(ev)
 
     # --- orders ---------------------------------------------------------------------------
@@ -185,8 +240,12 @@ class ExchangeSimulator:
         w = _Working(order)
         bar = self.last_bar.get(sym)
         quote = self.last_quote.get(sym)
-        if bar is None and quote is None and sym not in self.last_trade:
+        book = self.last_book.get(sym)
+        if bar is None and quote is None and book is None and sym not in self.last_trade:
             out.append(self._final(w, OrderStatus.REJECTED, order.ts_event, f"no market data for {sym}"))
+            return out
+        if self.rules and (refused := self._refused(order)) is not None:
+            out.append(self._final(w, OrderStatus.REJECTED, order.ts_event, refused))
             return out
         if order.reduce_only and self._room(order) <= 0:
             out.append(self._final(w, _CANCELLED, order.ts_event, _NOTHING_TO_REDUCE))
@@ -194,6 +253,8 @@ class ExchangeSimulator:
         self.working.setdefault(sym, []).append(w)
         if quote is not None:
             out += self._match_quote(sym, quote, only=w)
+        elif book is not None:
+            out += self._match_book(sym, order.ts_event, only=w)
         elif bar is not None:
             if not self._next_open:
                 out += self._match_close(sym, bar, w)
@@ -204,6 +265,11 @@ class ExchangeSimulator:
         if w.leaves and w in self.working.get(sym, ()):
             w.rested = True
         return out
+
+    def _refused(self, order: Order) -> str | None:
+        """Why the exchange would refuse ``order`` under its symbol's rules (None: taken, or no rules)."""
+        rules = self.rules.get(order.symbol)
+        return _refusal(order, rules) if rules is not None else None
 
     def cancel_all(self, ts: int, reason: str) -> list[OrderResult]:
         """Cancel every working order (e.g. at the end of a replay)."""
@@ -249,10 +315,13 @@ class ExchangeSimulator:
             if o.order_type is _MARKET:
                 base = bar.open
                 price = base * (1 + self._slip) if o.side is _BUY else base * (1 - self._slip)
+                if self.rules:
+                    price = self._tick(sym, price, o.side is _BUY)
                 liq = _TAKER
             else:
                 limit = o.price
-                assert limit is not None  # a limit order has a price (Order checks it)
+                if limit is None:  # Order checks it on construction
+                    raise ValueError(f"limit order {o.id} has no price")
                 where = _limit_on_bar(o.side is _BUY, limit, bar)
                 if where == _AT_OPEN:
                     price, liq = bar.open, (_MAKER if w.rested else _TAKER)
@@ -289,6 +358,8 @@ class ExchangeSimulator:
         lim = o.price
         if o.order_type is _MARKET or lim is None:
             price = ref * (1 + self._slip) if o.side is _BUY else ref * (1 - self._slip)
+            if self.rules:
+                price = self._tick(sym, price, o.side is _BUY)
         elif (o.side is _BUY and ref <= lim) or (o.side is not _BUY and ref >= lim):
             price = ref
         else:
@@ -301,7 +372,111 @@ class ExchangeSimulator:
         return out
 
     def _match_quote(self, sym: str, q: QuoteTick, only: _Working | None = None) -> list[OrderResult]:
+        if sym in self.last_book:  # the touch plus the book's levels beyond it
+            return self._match_book(sym, q.ts_event, only)
         return self._match_price(sym, q.ask, q.bid, q, q.ts_event, only)
+
+    def _match_book(self, sym: str, ts: int, only: _Working | None = None) -> list[OrderResult]:
+        """Working orders (or ``only``) against the newest picture of the book: the quote's touch
+        and the book's levels beyond it, or the book alone when it is newer (module doc). ``ts``
+        is the time of the event that triggered the match (the order's, or the market event's)."""
+        book = self.last_book[sym]
+        q = self.last_quote.get(sym)
+        if q is None or book.ts_event > q.ts_event:
+            asks, bids, pic_ts, pic_recv = book.asks, book.bids, book.ts_event, book.ts_recv
+        else:
+            ask, bid = q.ask, q.bid
+            asks = ((ask, q.ask_size), *(lv for lv in book.asks if lv[0] > ask))
+            bids = ((bid, q.bid_size), *(lv for lv in book.bids if lv[0] < bid))
+            pic_ts, pic_recv = q.ts_event, q.ts_recv
+        share = self._quote_share
+        # what is left of each level in this match (orders take it in arrival order); None: no cap
+        left_ask: list[Decimal | None] = [size * share if share is not None else None for _, size in asks]
+        left_bid: list[Decimal | None] = [size * share if share is not None else None for _, size in bids]
+        out: list[OrderResult] = []
+        for w in list(self.working[sym]) if only is None else [only]:
+            o = w.order
+            t = max(pic_ts, ts, o.ts_event)  # a fill is never stamped before its order
+            if self._day_expired(w, sym, t, out):
+                continue
+            buy = o.side is _BUY
+            levels, left = (asks, left_ask) if buy else (bids, left_bid)
+            lim = o.price
+            if o.order_type is _LIMIT and lim is not None:
+                n = 0  # the levels at or better than the limit: a prefix (best first)
+                for p, _ in levels:
+                    if (buy and p > lim) or (not buy and p < lim):
+                        break
+                    n += 1
+                if not n:
+                    self._expire(w, sym, t, out)
+                    continue
+                self._take_levels(w, sym, levels[:n], left, False, _MAKER if w.rested else _TAKER, t, pic_recv, out)
+            else:
+                self._take_levels(w, sym, levels, left, True, _TAKER, t, pic_recv, out)
+        return out
+
+    def _take_levels(self, w: _Working, sym: str, levels: Sequence[tuple[Decimal, Decimal]],
+                     left: list[Decimal | None], market: bool, liq: Liquidity, ts: int, ts_recv: int,
+                     out: list[OrderResult]) -> None:
+        """Walk ``levels`` (best first) for ``w``: one fill per level taken, each at the level's
+        price (market orders: plus the fixed slippage, on the tick), then what the rest does
+        (waits, or is cancelled: IOC, FOK, reduce only with nothing left)."""
+        o = w.order
+        want = self._wanted(w, sym, ts, out)
+        if want is None:
+            return
+        rules = self.rules.get(sym) if self.rules else None
+        takes: list[tuple[int, Decimal]] = []
+        rest = want
+        for i in range(len(levels)):
+            if not rest:
+                break
+            avail = left[i]
+            qty = rest if avail is None or avail >= rest else avail
+            if rules is not None and qty < rest:
+                qty = rules.floor_qty(qty)
+            if qty > 0:
+                takes.append((i, qty))
+                rest -= qty
+        total = want - rest
+        if o.time_in_force is _FOK and total < w.leaves:
+            self._remove(sym, w)
+            out.append(self._final(w, _CANCELLED, ts, "fill or kill: not enough size in the book to fill at once"))
+            return
+        buy = o.side is _BUY
+        slip = self._slip
+        for i, qty in takes:
+            price = levels[i][0]
+            if market and slip:
+                price = price * (1 + slip) if buy else price * (1 - slip)
+                if rules is not None:
+                    price = rules.round_price(price, buy)
+            avail = left[i]
+            if avail is not None:
+                left[i] = avail - qty
+            out.append(self._fill(w, qty, price, liq, ts, ts_recv))
+        self._after_match(w, sym, ts, ts, out, total)
+
+    def _wanted(self, w: _Working, sym: str, ts: int, out: list[OrderResult]) -> Decimal | None:
+        """How much of ``w`` may fill now: its leaves, for a reduce-only order no more than its room
+        to flat (None: nothing left to reduce, the order is cancelled)."""
+        o = w.order
+        want = w.leaves
+        if o.reduce_only:
+            room = self._room(o)
+            if room <= 0:
+                self._remove(sym, w)
+                out.append(self._final(w, _CANCELLED, ts, _NOTHING_TO_REDUCE))
+                return None
+            if want > room:
+                want = room
+        return want
+
+    def _tick(self, sym: str, price: Decimal, up: bool) -> Decimal:
+        """A price the simulator computed, on the symbol's tick (up for a buy), when it has rules."""
+        r = self.rules.get(sym)
+        return r.round_price(price, up) if r is not None else price
 
     def _match_price(self, sym: str, ask: Decimal, bid: Decimal, q: QuoteTick | None, ts: int,
                      only: _Working | None = None) -> list[OrderResult]:
@@ -324,6 +499,8 @@ class ExchangeSimulator:
                 liq = _MAKER if w.rested else _TAKER
             else:
                 price = touch * (1 + self._slip) if buy else touch * (1 - self._slip)
+                if self.rules:
+                    price = self._tick(sym, price, buy)
                 liq = _TAKER
             avail = avail_ask if buy else avail_bid
             qty = self._take(w, sym, avail, price, liq, ts, ts, out, "size at the touch")
@@ -340,6 +517,10 @@ class ExchangeSimulator:
         its room to flat); returns the quantity taken, or None when the order was cancelled
         instead (fill or kill, or reduce only with nothing left to reduce)."""
         qty = w.leaves if avail is None else min(w.leaves, avail)
+        if self.rules and qty < w.leaves:  # whole steps only
+            r = self.rules.get(sym)
+            if r is not None:
+                qty = r.floor_qty(qty)
         if w.order.reduce_only:
             room = self._room(w.order)
             if room <= 0:
@@ -405,7 +586,8 @@ class ExchangeSimulator:
             if not lst:
                 del self.working[sym]
 
-    def _fill(self, w: _Working, qty: Decimal, price: Decimal, liq: Liquidity, ts: int) -> OrderResult:
+    def _fill(self, w: _Working, qty: Decimal, price: Decimal, liq: Liquidity, ts: int,
+              ts_recv: int | None = None) -> OrderResult:
         o = w.order
         w.n += 1
         w.cum += qty
@@ -421,7 +603,7 @@ class ExchangeSimulator:
         return OrderResult(
             id=rid,
             ts_event=ts,
-            ts_recv=ts,
+            ts_recv=ts if ts_recv is None else ts_recv,
             correlation_id=o.correlation_id,
             causation_id=o.id,
             order_id=o.id,
@@ -469,8 +651,6 @@ class ExchangeSimulator:
     def get_state(self) -> dict[str, Any]:
         """Working orders (with what is done of them), the ids taken, the last market data, the
         net position of its own fills and the volume used: plain data (events as JSON text)."""
-        from claire.events import encode
-
         return {
             "working": [
                 [encode(w.order).decode(), str(w.cum), str(w.leaves), str(w.notional), w.n, w.rested]
@@ -479,6 +659,7 @@ class ExchangeSimulator:
             "seen": self.seen.to_list(),
             "last_bar": [encode(b).decode() for b in self.last_bar.values()],
             "last_quote": [encode(q).decode() for q in self.last_quote.values()],
+            "last_book": [encode(b).decode() for b in self.last_book.values()],
             "last_trade": {s: str(p) for s, p in self.last_trade.items()},
             "position": {s: str(q) for s, q in self.position.items()},
             "volume_used": {s: [bid, str(q)] for s, (bid, q) in self.volume_used.items()},
@@ -486,8 +667,6 @@ class ExchangeSimulator:
 
     def set_state(self, st: dict[str, Any]) -> None:
         """Restore what ``get_state`` returned (after a JSON round trip)."""
-        from claire.events import decode_as
-
         self.working = {}
         for enc, cum, leaves, notional, n, rested in st["working"]:
             o = decode_as(enc, Order)
@@ -498,6 +677,7 @@ class ExchangeSimulator:
         self.last_bar = {b.symbol: b for b in (decode_as(x, Bar) for x in st["last_bar"])}
         self.last_quote = {q.symbol: q for q in (decode_as(x, QuoteTick) for x in st["last_quote"])}
         self.last_trade = {s: Decimal(p) for s, p in st["last_trade"].items()}
+        self.last_book = {b.symbol: b for b in (decode_as(x, BookDepth) for x in st.get("last_book", ()))}
         # checkpoints from before these existed: no position from own fills, no volume taken yet
         self.position = {s: Decimal(q) for s, q in st.get("position", {}).items()}
         self.volume_used = {s: (bid, Decimal(q)) for s, (bid, q) in st.get("volume_used", {}).items()}

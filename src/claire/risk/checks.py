@@ -11,7 +11,17 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from claire.events import Bar, CheckResult, Event, QuoteTick, RiskAction, RiskCheck, Signal, TradeTick
+from claire.events import (
+    Bar,
+    CheckResult,
+    Event,
+    InstrumentRules,
+    QuoteTick,
+    RiskAction,
+    RiskCheck,
+    Signal,
+    TradeTick,
+)
 
 _ALL, _SPREAD = RiskCheck.ALL, RiskCheck.SPREAD
 _REJECTED, _DELAYED = RiskAction.REJECTED, RiskAction.DELAYED
@@ -44,7 +54,7 @@ class Decision:
     a trading-state change on the way). One object instead of a dozen arguments per check."""
 
     __slots__ = ("binding", "checks", "deadline", "equity", "exposure", "first", "last", "market_ts", "now",
-                 "out", "pf_values", "pos_qty", "qty", "reducing", "requested", "sig", "spread", "working")
+                 "out", "pf_values", "pos_qty", "qty", "reducing", "requested", "rules", "sig", "spread", "working")
 
     def __init__(self, sig: Signal, now: int, market_ts: int, first: bool, deadline: int | None,
                  pf_values: tuple[Decimal, Decimal], pos_qty: Decimal, requested: Decimal | None) -> None:
@@ -61,6 +71,7 @@ class Decision:
         self.checks: list[CheckResult] = []
         self.out: list[Event] = []
         self.spread: Decimal | None = None  # the quote's relative spread (R6, for R7)
+        self.rules: InstrumentRules | None = None  # the symbol's exchange trading rules (set by _decide)
         # set by the checks before any later one reads them (left unset here: this is the hot path)
         self.qty: Decimal  # the order's quantity: set by sizing, shrunk by R2/R4
         self.reducing: bool  # the order reduces a position (sizing)

@@ -33,11 +33,30 @@ exception is used for control flow. The portfolio is read through ``PortfolioVie
 Every decision, pass or fail, is one ``RiskEvent`` with the deciding check, its value and
 limit, every check evaluated, the portfolio state and the config. Changes of trading state are
 ``RiskEvent`` (check ``state``) plus an ``Alert``.
+
+Time: "now" is the clock given to the manager; in every runtime that is the core's event-time
+clock (``claire.engine.core.EventClock``), set to the exchange time (``ts_event``) of each
+market event before it is handled. The feeds deliver market data of all symbols merged in event
+time (the file merge; the live MEXC feed's reorder buffer), so "now" is the newest exchange time
+across the whole feed, not the wall clock and not the signal's own symbol's time. R1 measures
+the age of a signal's data as ``now`` minus the signal's ``market_ts`` (a strategy's signal
+carries the exchange time of its symbol's event it was computed from; a delayed signal's retry,
+the quote that retries it): a symbol whose data stops while others go on grows stale on the
+exchange clock and its signals are ignored (a replay decides the same; tested in
+``tests/core/test_exchange_rules.py``). The clock never reads the wall clock, so a feed that
+stops altogether stops the clock too: that is the live feed's watchdog's to report.
+
+Exchange trading rules (``rules``: symbol -> :class:`~claire.events.InstrumentRules`, optional):
+for a symbol with rules, quantities are rounded down to its ``step`` (instead of ``qty_step``),
+an order for a symbol that is not trading is refused (sizing), and after R1-R7 an order below
+its ``min_qty`` or ``min_notional`` (at the signal's price) is refused (check ``sizing``, with
+the value and the limit), so only orders the exchange would accept are sent. Symbols without
+rules: ``qty_step`` and ``min_notional`` of the config only, exactly as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
@@ -51,6 +70,7 @@ from claire.events import (
     CheckResult,
     Event,
     IdFactory,
+    InstrumentRules,
     Order,
     OrderResult,
     OrderStatus,
@@ -63,6 +83,9 @@ from claire.events import (
     Signal,
     TradeTick,
     TradingState,
+    decode,
+    decode_as,
+    encode,
 )
 from claire.events.ids import BoundedSet
 from claire.events.time import NS_PER_DAY, NS_PER_SEC
@@ -120,8 +143,11 @@ class RiskManager:
     exactly as the live run did; every decision is recorded as a ``RiskEvent`` (see the module)."""
 
     def __init__(self, config: RiskConfig, portfolio: PortfolioView, ids: IdFactory | None = None,
-                 clock: Callable[[], int] | None = None) -> None:
+                 clock: Callable[[], int] | None = None,
+                 rules: Mapping[str, InstrumentRules] | None = None) -> None:
         self.config = config
+        #: symbol -> the exchange's trading rules (step, minimums, status); absent: the config's only
+        self.rules: dict[str, InstrumentRules] = dict(rules or {})
         self.portfolio = portfolio
         self.ids = ids or IdFactory()
         self.clock = clock
@@ -359,19 +385,25 @@ class RiskManager:
         pf = self.portfolio
         d = Decision(sig, now, market_ts, first, deadline, pf.equity_and_exposure(), pf.position_qty(sig.symbol),
                      sig.quantity if sig.quantity is not None else cfg.quantity)
-        fail = self._check_size(d)
+        rules = d.rules = self.rules.get(sig.symbol) if self.rules else None
+        fail = self._check_size(d) if rules is None else self._check_size_rules(d, rules)
         if fail is None:
             if not cfg.enabled:
                 if d.qty > 0:
-                    return self._approve(d, "risk checks off")
-                fail = Fail(_SIZING, "order size is zero")
+                    fail = self._check_rules(d) if rules is not None else None
+                    if fail is None:
+                        return self._approve(d, "risk checks off")
+                else:
+                    fail = Fail(_SIZING, "order size is zero")
             else:
                 for check in _R1_TO_R7:
                     fail = check(self, d)
                     if fail is not None:
                         break
                 else:
-                    return self._approve(d, "all checks passed")
+                    fail = self._check_rules(d) if rules is not None else None
+                    if fail is None:
+                        return self._approve(d, "all checks passed")
         if fail is WAIT:
             return d.out  # a delayed signal keeps waiting: decided later
         d.out.append(self._risk_event(sig, now, fail.check, fail.action, False, fail.value, fail.limit,
@@ -386,6 +418,7 @@ class RiskManager:
         cfg = self.config
         sig = d.sig
         sym, side, pos_qty, requested = sig.symbol, sig.side, d.pos_qty, d.requested
+        rules = d.rules
         reducing = (pos_qty > 0 and side is _SELL) or (pos_qty < 0 and side is _BUY)
         open_lv = self._open_leaves.get(sym)  # leaves of working opening orders: [buy, sell]
         working = ZERO if open_lv is None else open_lv[0 if side is _BUY else 1]
@@ -406,9 +439,9 @@ class RiskManager:
                 return Fail(_SIZING, f"{sym} already holds/works the fixed quantity {cfg.quantity} "
                             f"(position {abs(pos_qty)}, working {working})")
         else:
-            qty = self._floor(d.equity * cfg.max_position_pct / sig.price)
+            qty = self._floor(d.equity * cfg.max_position_pct / sig.price, rules)
         if not reducing and side is _BUY:
-            cash_cap = self._cash_cap(sig.price)
+            cash_cap = self._cash_cap(sig.price, rules)
             if qty > cash_cap:
                 if requested is not None and cfg.enabled:
                     return Fail(_SIZING, "not enough cash for the order", qty * sig.price, self.portfolio.cash)
@@ -416,16 +449,50 @@ class RiskManager:
         d.qty, d.requested, d.reducing, d.working = qty, requested, reducing, working
         return None
 
-    def _cash_cap(self, price: Decimal) -> Decimal:
+    def _check_size_rules(self, d: Decision, rules: InstrumentRules) -> Fail | None:
+        """Sizing for a symbol with exchange rules: refused when it is not trading; else the
+        sizing above, the quantity in whole steps of the symbol (fixed and closing ones too)."""
+        if not rules.trading:
+            return Fail(_SIZING, f"{d.sig.symbol} is not trading on the exchange (status {rules.status}): "
+                        "signal ignored")
+        fail = self._check_size(d)
+        if fail is None:
+            d.qty = rules.floor_qty(d.qty)
+        return fail
+
+    def _cash_cap(self, price: Decimal, rules: InstrumentRules | None = None) -> Decimal:
         """The largest buy at ``price`` the cash pays for, after what the working buys will take."""
         cash = self.portfolio.cash
         if self._open_buy_notional:
             cash -= self._open_buy_notional * self._cash_factor
-        return self._floor(cash / (price * self._cash_factor))
+        return self._floor(cash / (price * self._cash_factor), rules)
+
+    def _check_rules(self, d: Decision) -> Fail | None:
+        """The exchange's minimums for the symbol (after R2/R4 may have sized the order down): a
+        quantity below ``min_qty`` or a notional (at the signal's price) below ``min_notional``
+        is refused, as the exchange would refuse it."""
+        rules = d.rules
+        if rules is None:
+            return None
+        sym, qty, price = d.sig.symbol, d.qty, d.sig.price
+        if qty < rules.min_qty or not qty:
+            d.checks.append(CheckResult(check=_SIZING, passed=False, value=qty, limit=rules.min_qty,
+                                        note="exchange minimum quantity"))
+            return Fail(_SIZING, f"quantity {qty} (in steps of {rules.step}) is below the {sym} minimum "
+                        f"quantity {rules.min_qty}: order not sent", qty, rules.min_qty)
+        notional = qty * price
+        ok = notional >= rules.min_notional
+        d.checks.append(CheckResult(check=_SIZING, passed=ok, value=_r(notional), limit=rules.min_notional,
+                                    note="exchange minimum notional"))
+        if ok:
+            return None
+        return Fail(_SIZING, f"notional {_r(notional)} is below the {sym} minimum notional {rules.min_notional}: "
+                    "order not sent", _r(notional), rules.min_notional)
 
     def _check_data_quality(self, d: Decision) -> Fail | None:
-        """R1: market data older than ``data_stale_timeout_sec`` (measured from the signal's
-        market time) or a crossed quote: the signal is ignored."""
+        """R1: market data older than ``data_stale_timeout_sec`` (``now``, the exchange clock, minus
+        the signal's market time: the time of its symbol's data it was computed from) or a crossed
+        quote: the signal is ignored."""
         now, market_ts = d.now, d.market_ts
         age = _AGE0 if now == market_ts else Decimal(now - market_ts) / NS_PER_SEC
         limit = self.config.data_stale_timeout_sec
@@ -566,7 +633,7 @@ class RiskManager:
         price, equity, qty = d.sig.price, d.equity, d.qty
         if d.requested is None:  # sized: shrink to the room left
             cap = equity * limit
-            room = self._floor((cap - current) / (price * (ONE + limit * fee))) if cap > current else ZERO
+            room = self._floor((cap - current) / (price * (ONE + limit * fee)), d.rules) if cap > current else ZERO
             if room < qty:
                 d.qty = qty = room
                 d.binding = check
@@ -609,9 +676,12 @@ class RiskManager:
         out.append(order)
         return out
 
-    def _floor(self, q: Decimal) -> Decimal:
+    def _floor(self, q: Decimal, rules: InstrumentRules | None = None) -> Decimal:
+        """``q`` rounded down to the symbol's step (``rules``), else to the config's ``qty_step``."""
         if q <= 0:
             return ZERO
+        if rules is not None:
+            return rules.floor_qty(q)
         return q.quantize(self.config.qty_step, rounding=ROUND_DOWN)
 
     def _portfolio_dict(self, values: tuple[Decimal, Decimal] | None = None) -> dict[str, Any]:
@@ -652,8 +722,6 @@ class RiskManager:
     # --- state for restart ----------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
         """Everything needed to continue after a restart exactly where it stopped (JSON values)."""
-        from claire.events import encode
-
         return {
             "state": self.state.value, "halted_day": self.halted_day, "n": self._n,
             "seen": self.seen.to_list(), "cb_peak": str(self.cb_peak) if self.cb_peak is not None else None,
@@ -665,8 +733,6 @@ class RiskManager:
 
     def set_state(self, st: dict[str, Any]) -> None:
         """Restore ``get_state``'s output (the working-order aggregates are rebuilt from the orders)."""
-        from claire.events import decode, decode_as
-
         self.state = TradingState(st["state"])
         self.halted_day = st["halted_day"]
         self._n = st["n"]

@@ -22,13 +22,15 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import msgspec
 
 from claire.adapters.mexc import mexc_pb2 as pb
-from claire.events import Bar, QuoteTick, Side, TradeTick
+from claire.adapters.mexc.models import SymbolRules
+from claire.events import Bar, BookDepth, InstrumentRules, QuoteTick, Side, TradeTick
 from claire.events.time import NS_PER_SEC
 
 log = logging.getLogger(__name__)
@@ -305,6 +307,38 @@ def book_from_rest(symbol: str, body: dict[str, Any], ts_recv: int) -> BookTop:
     return BookTop(id=f"book:{symbol}:rest:{version}", symbol=symbol, ts_event=ts_event, ts_recv=ts_recv,
                    bids=tuple((_dec(p), _dec(q)) for p, q, *_ in body.get("bids", [])),
                    asks=tuple((_dec(p), _dec(q)) for p, q, *_ in body.get("asks", [])), version=version)
+
+
+# --- into the core (plain data: the core never imports this package) ----------------------
+
+
+def _side(levels: tuple[Level, ...], best_high: bool, depth: int) -> tuple[Level, ...]:
+    """Levels best first, empty ones dropped, one per price (sizes of a repeated price added)."""
+    merged: dict[Decimal, Decimal] = {}
+    for price, size in levels:
+        if price > 0 and size > 0:
+            merged[price] = merged.get(price, Decimal(0)) + size
+    return tuple(sorted(merged.items(), reverse=best_high)[:depth])
+
+
+def book_depth(book: BookTop, depth: int = 5) -> BookDepth:
+    """The feed's :class:`BookTop` as the core's :class:`~claire.events.BookDepth` (the top
+    ``depth`` levels per side; same id, ``ts_event`` and ``ts_recv``), for the paper exchange's
+    fills beyond the best level: ``core.on_book(book_depth(b))`` (in event-time order with the
+    other market events)."""
+    return BookDepth(id=book.id, ts_event=book.ts_event, ts_recv=book.ts_recv, symbol=book.symbol,
+                     bids=_side(book.bids, True, depth), asks=_side(book.asks, False, depth))
+
+
+def instrument_rules(rules: SymbolRules) -> InstrumentRules:
+    """One symbol's exchangeInfo rules as the core's :class:`~claire.events.InstrumentRules`."""
+    return InstrumentRules(tick=rules.tick_size, step=rules.step_size, min_qty=rules.min_qty,
+                           min_notional=rules.min_notional, trading=rules.trading, status=rules.status_text)
+
+
+def instrument_rules_of(rules: Mapping[str, SymbolRules]) -> dict[str, InstrumentRules]:
+    """The feed's ``rules`` (symbol -> :class:`SymbolRules`) for ``RunConfig(rules=...)``."""
+    return {sym: instrument_rules(r) for sym, r in rules.items()}
 
 
 # --- benchmark ---------------------------------------------------------------------------
