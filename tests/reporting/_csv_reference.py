@@ -8,8 +8,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from claire.events import iso_from_ns
-from claire.reporting.runfiles import EQUITY_COLUMNS, FILLS_COLUMNS, RISK_COLUMNS, TRADES_COLUMNS
+from claire.reporting.runfiles import (
+    EQUITY_COLUMNS,
+    FILLS_COLUMNS,
+    RISK_COLUMNS,
+    SIGNALS_COLUMNS,
+    TRADES_COLUMNS,
+)
 
 
 def _s(x: Any) -> str:
@@ -52,3 +60,12 @@ def write_csvs_reference(out: Path, recorder: Any) -> None:
             w.writerow([iso_from_ns(e.ts_event), e.id, e.signal_id or "", e.symbol or "", e.check.value, e.action.value,
                         e.passed, _s(e.value), _s(e.limit), e.reason, e.trading_state.value,
                         _s(e.requested_quantity), _s(e.approved_quantity), e.order_id or "", checks])
+    with (out / "signals.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(SIGNALS_COLUMNS)
+        enc = msgspec.json.Encoder(decimal_format="string", order="sorted")
+        for g in getattr(recorder, "signals", []):
+            w.writerow([iso_from_ns(g.ts_event), g.id, g.symbol, g.side.value, _s(g.price), _s(g.confidence),
+                        _s(g.quantity), g.reduce_only, g.strategy, g.strategy_version,
+                        iso_from_ns(g.market_ts) if g.market_ts else "",
+                        enc.encode(g.metadata).decode() if g.metadata else ""])

@@ -38,7 +38,7 @@ from ._csv_reference import _s as _s_reference
 from ._csv_reference import write_csvs_reference
 
 DATA = Path(__file__).resolve().parents[2] / "data"
-CSVS = ("trades.csv", "fills.csv", "equity.csv", "risk_events.csv")
+CSVS = ("trades.csv", "fills.csv", "equity.csv", "risk_events.csv", "signals.csv")
 D = Decimal
 T0 = 1_704_067_200_000_000_000  # 2024-01-01T00:00:00Z
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from claire.risk.config import ACTIONS, ENV_VARS, RiskConfig
 
@@ -123,8 +124,6 @@ def bus_url(env: dict[str, str] | None = None) -> str:
 
 def redact_url(url: str) -> str:
     """The URL with any password replaced by ***, for messages and logs."""
-    from urllib.parse import urlsplit, urlunsplit
-
     try:
         parts = urlsplit(url)
     except ValueError:

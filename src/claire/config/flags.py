@@ -73,7 +73,32 @@ def _speed(text: str, p: _Problems) -> float | None:
     return None if v.is_infinite() else float(v)
 
 
+SOURCES = ("files", "mexc")
+
+
+def _symbols(o: RunOptions, p: _Problems) -> list[str]:
+    """``--source mexc --symbols A,B``: the symbols (upper case, in order, once each)."""
+    if o.source not in SOURCES:
+        p.add(f"--source must be one of {', '.join(SOURCES)}, not {o.source!r}")
+        return []
+    if o.source == "files":
+        if o.symbols:
+            p.add("--symbols goes with --source mexc (files name their symbols, or --symbol)")
+        return []
+    syms = list(dict.fromkeys(s.strip().upper() for s in (o.symbols or "").split(",") if s.strip()))
+    if not syms:
+        p.add("--source mexc needs --symbols, e.g. --symbols BTCUSDT,ETHUSDT")
+    for s in syms:
+        if not s.isalnum():
+            p.add(f"--symbols: {s!r} is not a MEXC symbol (letters and digits, e.g. BTCUSDT)")
+    if o.data or o.synthetic:
+        p.add("--source mexc takes no --data or --synthetic (replay a capture with --data DIR)")
+    return syms
+
+
 def _source(o: RunOptions, p: _Problems) -> None:
+    if o.source == "mexc":
+        return
     if o.synthetic < 0:
         p.add(f"--synthetic must be >= 0, got {o.synthetic}")
     elif not o.data and not o.synthetic:
@@ -86,6 +111,7 @@ def _source(o: RunOptions, p: _Problems) -> None:
 
 
 def _strategy(o: RunOptions, p: _Problems) -> StrategySettings:
+    # start-up time: the registry imports every built-in strategy; only when one is resolved
     from claire.strategy.registry import load_strategy, strategy_params
 
     try:
@@ -155,6 +181,7 @@ def make_config(options: RunOptions, env: dict[str, str] | None = None, *, datab
     variable, is named in one :class:`ConfigError`."""
     env = environment() if env is None else env
     p = _Problems()
+    symbols = _symbols(options, p)
     _source(options, p)
     strategy = _strategy(options, p)
     execution = _execution(options, p)
@@ -165,7 +192,8 @@ def make_config(options: RunOptions, env: dict[str, str] | None = None, *, datab
         raise ConfigError(p.items)
     return RunConfig(
         strategy=strategy,
-        data=DataSettings(paths=[str(f) for f in options.data], symbol=options.symbol, synthetic=options.synthetic),
+        data=DataSettings(source=options.source, symbols=symbols, paths=[str(f) for f in options.data],
+                          symbol=options.symbol, synthetic=options.synthetic),
         risk=risk,
         execution=execution,
         portfolio=PortfolioSettings(start_cash=cash or Decimal(0)),

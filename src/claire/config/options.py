@@ -18,6 +18,8 @@ class RunOptions:
     One declaration of every shared option and its default, so that every command agrees;
     :func:`make_config` turns it into a :class:`RunConfig`."""
 
+    source: str = "files"  # files (--data / --synthetic) or mexc (live: --symbols)
+    symbols: str | None = None  # --source mexc: comma-separated, e.g. BTCUSDT,ETHUSDT
     data: list[Path] = dataclasses.field(default_factory=list)
     synthetic: int = 0
     symbol: str | None = None

@@ -80,9 +80,9 @@ class Recorder:
 
     ``forward`` (optional) receives every event too, e.g. a database writer or a bus.
 
-    ``keep_events=False`` (``claire backtest``): snapshots, signals and orders are not kept as
-    events, only what the run files and the summary read (``snapshot_rows`` and the counts);
-    order results, fills, risk events, alerts and round trips are kept as always. A snapshot with
+    ``keep_events=False`` (``claire backtest``): snapshots and orders are not kept as events,
+    only what the run files and the summary read (``snapshot_rows`` and the counts); signals
+    (signals.csv), order results, fills, risk events, alerts and round trips are kept as always. A snapshot with
     its positions is ~1.5 kB, its row ~0.2 kB beyond the objects the snapshot shares.
     """
 
@@ -100,14 +100,13 @@ class Recorder:
         self.alerts: list[Alert] = []
         self.round_trips: list[RoundTrip] = []
         self._trackers: dict[str, _Tracker] = {}
-        self._signal_count = 0
         self._order_count = 0
         self._wire()
 
     def _wire(self) -> None:
         """The handler of each event type, and ``emit``."""
         keep = self.keep_events
-        on_signal: Callable[[Any], None] = self.signals.append if keep else self._count_signal
+        on_signal: Callable[[Any], None] = self.signals.append  # kept in both modes: signals.csv
         on_order: Callable[[Any], None] = self.orders.append if keep else self._count_order
         self._by_type: dict[type, Callable[[Any], None]] = {
             Signal: on_signal,
@@ -141,15 +140,12 @@ class Recorder:
         self.snapshots.append(s)
         self._snapshot_row(s)
 
-    def _count_signal(self, s: Signal) -> None:
-        self._signal_count += 1
-
     def _count_order(self, o: Order) -> None:
         self._order_count += 1
 
     @property
     def signal_count(self) -> int:
-        return len(self.signals) if self.keep_events else self._signal_count
+        return len(self.signals)
 
     @property
     def order_count(self) -> int:
@@ -170,7 +166,8 @@ class Recorder:
         if tr is None:
             tr = self._trackers[f.symbol] = _Tracker()
         qty, price, fee = f.quantity, f.price, f.fee
-        assert price is not None
+        if price is None:  # OrderResult requires it for a fill
+            raise ValueError(f"fill {f.id} has no price")
         signed = qty if f.side is Side.BUY else -qty
         rt = tr.open
         if rt is None:

@@ -1,4 +1,5 @@
-"""Run files: trades.csv, fills.csv, equity.csv, risk_events.csv, summary.json (see README).
+"""Run files: trades.csv, fills.csv, equity.csv, risk_events.csv, signals.csv, summary.json (see README);
+data_quality.csv for runs on MEXC data.
 
 The CSVs are written column by column: each column becomes a list of strings (times, exact
 decimals, text), then the rows are joined in one go. The bytes are those of ``csv.writer`` with
@@ -15,6 +16,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from claire.events.time import NS_PER_SEC
 from claire.reporting.recorder import snapshot_rows
 
@@ -26,6 +29,9 @@ EQUITY_COLUMNS = ["time", "equity", "cash", "realized_pnl", "unrealized_pnl", "f
                   "drawdown_pct", "high_water_mark", "daily_pnl", "num_positions", "reason"]
 RISK_COLUMNS = ["time", "risk_event_id", "signal_id", "symbol", "check", "action", "passed", "value", "limit",
                 "reason", "trading_state", "requested_quantity", "approved_quantity", "order_id", "checks"]
+SIGNALS_COLUMNS = ["time", "signal_id", "symbol", "side", "price", "confidence", "quantity", "reduce_only",
+                   "strategy", "strategy_version", "market_time", "metadata"]
+QUALITY_COLUMNS = ["time", "symbol", "kind", "cause", "from_time", "to_time", "bars_repaired", "details"]
 
 _EOL = "\r\n"  # csv.writer's default line terminator
 _UNSET = object()
@@ -156,6 +162,35 @@ def _risk(es: Sequence[Any]) -> list[list[str]]:
             [";".join([c.check + (_PASS if c.passed else _FAIL) for c in e.checks]) for e in es]]
 
 
+_json = msgspec.json.Encoder(decimal_format="string", order="sorted")
+
+
+def _json_text(d: dict[str, Any]) -> str:
+    return _json.encode(d).decode() if d else ""
+
+
+def _signals(ss: Sequence[Any]) -> list[list[str]]:
+    return [_times([s.ts_event for s in ss]), _text([s.id for s in ss]), _text([s.symbol for s in ss]),
+            [str(s.side) for s in ss], _values([s.price for s in ss]), _values([s.confidence for s in ss]),
+            _values([s.quantity for s in ss]), _values([s.reduce_only for s in ss]), _text([s.strategy for s in ss]),
+            _text([s.strategy_version for s in ss]), _times([s.market_ts or None for s in ss]),
+            [_json_text(s.metadata) for s in ss]]
+
+
+def _quality(rs: Sequence[Any]) -> list[list[str]]:
+    return [_times([r.ts_recv or None for r in rs]), _text([r.symbol for r in rs]), _text([r.kind for r in rs]),
+            _text([r.cause for r in rs]), _times([r.from_ts for r in rs]), _times([r.to_ts for r in rs]),
+            _values([r.bars_repaired for r in rs]), [_json_text(r.details) for r in rs]]
+
+
+def write_data_quality(out: Path | str, records: Sequence[Any]) -> Path:
+    """``data_quality.csv`` in ``out``: one row per data-quality record of a MEXC run."""
+    path = Path(out) / "data_quality.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_parts(path, QUALITY_COLUMNS, list(records), _quality)
+    return path
+
+
 def write_run_files(out: Path | str, recorder: Any, summary: dict[str, Any]) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -163,5 +198,6 @@ def write_run_files(out: Path | str, recorder: Any, summary: dict[str, Any]) -> 
     _write_parts(out / "fills.csv", FILLS_COLUMNS, recorder.results, _fills)
     _write_parts(out / "equity.csv", EQUITY_COLUMNS, snapshot_rows(recorder), _equity)
     _write_parts(out / "risk_events.csv", RISK_COLUMNS, recorder.risk_events, _risk)
+    _write_parts(out / "signals.csv", SIGNALS_COLUMNS, getattr(recorder, "signals", []), _signals)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return out

@@ -77,6 +77,14 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def bind_source(events: Any, core: TradingCore) -> None:
+    """A source that takes part in the run (a MEXC source: its data-quality alerts go through the
+    core's emit, the end of its warm-up to the signal engine) is bound to the core."""
+    bind = getattr(events, "bind", None)
+    if bind is not None:
+        bind(core)
+
+
 def run_backtest(cfg: RunConfig, events: Iterable[Bar | TradeTick | QuoteTick] | None = None,
                  progress: Callable[[int], Any] | None = None, forward: Callable[[Event], Any] | None = None,
                  keep_events: bool = True) -> RunResult:
@@ -84,12 +92,15 @@ def run_backtest(cfg: RunConfig, events: Iterable[Bar | TradeTick | QuoteTick] |
     collector paused (:func:`gc_paused`). ``keep_events=False`` keeps only what the run files
     and the summary need (see :class:`Recorder`), as ``claire backtest`` does."""
     if events is None:
-        from claire.marketdata import open_market_data
+        from claire.marketdata import (
+            open_market_data,  # start-up time: pyarrow only for commands that read data
+        )
 
         events = open_market_data(cfg.data.paths, cfg.data.symbol)
     recorder = Recorder(forward=forward, keep_events=keep_events)
     with gc_paused():
         core = build_core(cfg, recorder.emit)
+        bind_source(events, core)
         t0 = time.perf_counter()
         n = run_events(core, events, progress)
         core.finish()
@@ -103,15 +114,37 @@ def run_backtest(cfg: RunConfig, events: Iterable[Bar | TradeTick | QuoteTick] |
 
 
 def run_backtest_cli(cfg: RunConfig, progress: bool = True, console: Any = None) -> dict[str, Any]:
-    """`claire backtest`: load with a progress bar, replay, write run files (and the database)."""
-    from claire.marketdata import open_market_data
+    """`claire backtest`: load with a progress bar, replay, write run files (and the database).
+    A MEXC capture as ``--data`` is replayed through the adapter (:mod:`claire.runtime.sources`)."""
+    from claire.runtime.sources import (
+        resolve_data,  # start-up time: the core and its readers only for the command that runs them
+    )
 
-    data = open_market_data(cfg.data.paths, cfg.data.symbol)
+    cfg = resolve_data(cfg)
+    data: Any
+    if cfg.data.source == "mexc":
+        from claire.runtime.sources import (  # start-up time: the core and its readers only for the command that runs them
+            market_source,
+            with_rules,
+        )
+
+        data = market_source(cfg)
+        data.start()
+        cfg = with_rules(cfg, data)
+    else:
+        from claire.marketdata import (
+            open_market_data,  # start-up time: pyarrow only for commands that read data
+        )
+
+        data = open_market_data(cfg.data.paths, cfg.data.symbol)
     total = getattr(data, "count", None)
     forward = None
     writer = None
     if cfg.runtime.database_url:
-        from claire.storage import Database, EventWriter
+        from claire.storage import (  # start-up time: SQLAlchemy only for commands with a database
+            Database,
+            EventWriter,
+        )
 
         db = Database(cfg.runtime.database_url)
         db.upgrade()
@@ -128,7 +161,7 @@ def run_backtest_cli(cfg: RunConfig, progress: bool = True, console: Any = None)
                 TextColumn,
                 TimeElapsedColumn,
                 TimeRemainingColumn,
-            )
+            )  # start-up time: rich only to print tables and progress
 
             cols = [TextColumn("[bold]replay"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
                     TimeElapsedColumn(), TimeRemainingColumn()]
@@ -141,14 +174,29 @@ def run_backtest_cli(cfg: RunConfig, progress: bool = True, console: Any = None)
     finally:
         if writer is not None:
             writer.close(end_run=True)
+        if cfg.data.source == "mexc":
+            data.close()
     if writer is not None:
-        from claire.reporting.period_metrics import performance_rows
-        from claire.storage.performance_metrics import write_performance
+        from claire.reporting.period_metrics import (
+            performance_rows,  # start-up time: reporting only for the commands that report
+        )
+        from claire.storage.performance_metrics import (
+            write_performance,  # start-up time: SQLAlchemy only for commands with a database
+        )
 
         write_performance(writer.db, cfg.run_key(), performance_rows(result.recorder, result.portfolio, result.summary))
         writer.db.dispose()
     result.summary["engine_seconds"] = round(result.seconds, 3)
     result.summary["events_per_sec"] = round(result.events / result.seconds) if result.seconds else None
+    quality = getattr(data, "quality", None)
+    if quality is not None:
+        result.summary["data_quality_records"] = len(quality)
+        if cfg.runtime.out:
+            from claire.reporting.runfiles import (
+                write_data_quality,  # start-up time: reporting only for the commands that report
+            )
+
+            write_data_quality(cfg.runtime.out, quality)
     if cfg.runtime.out:
         import json
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,9 @@ from claire.events import (
 from claire.events.time import NS_PER_SEC
 from claire.events.topics import topic_out
 from claire.reporting import Recorder, summarize
+from claire.reporting.period_metrics import performance_rows
 from claire.reporting.runfiles import write_run_files
+from claire.runtime.backtest import bind_source
 from claire.runtime.distributed.runner import WriterService
 from claire.runtime.http import HealthServer
 from claire.runtime.metrics import ServiceMetrics
@@ -121,135 +123,166 @@ def run_paper(cfg: RunConfig, events: Iterable[Any], *, db_url: str, speed: floa
     (same config, same database) it resumes from the last checkpoint: cash, positions, open
     orders, high-water mark, daily PnL and risk state come back exactly, and the events after the
     checkpoint are replayed (their deterministic ids make the repeats no-ops in the database)."""
-    from claire.storage import Database, EventWriter
+    run = PaperRun(cfg, events, db_url=db_url, port=port, stop=stop or threading.Event(), resume=resume)
+    return run.run(speed, progress, checkpoint_every_s)
 
-    stop = stop or threading.Event()
-    bus = InMemoryBus("paper:")
-    metrics = ServiceMetrics("paper")
-    recorder = Recorder()
-    pending: list[tuple[str, bytes]] = []
 
-    def emit(ev: Event) -> None:  # reads `recorder` at call time: a resume replaces it
-        recorder(ev)
-        stream, _ = topic_out(ev)
-        pending.append((stream, encode(ev)))
+class PaperRun:
+    """The moving parts of one paper run: the core, the recorder, the in-memory bus with the
+    writer thread behind it, the health port, and the checkpoints that make a restart resume."""
 
-    core = build_core(cfg, emit)
-    # bind the port first: a busy port fails here, before the database is touched or a thread starts
-    server = HealthServer(port, "paper", metrics.registry, lambda: health(), lambda: ready()) \
-        if port is not None else None
-    try:
-        db = Database(db_url)
-        db.upgrade()
-    except BaseException:
-        if server is not None:
-            server.server.server_close()  # not started: release the port
-        raise
-    writer = EventWriter(db, cfg.run_key(), mode="paper")
-    skip = 0
-    cp = writer.load_checkpoint() if resume else None
-    # a finished run (None) is replayed from the start (its rows are already there: no-ops)
-    restored = restore_checkpoint(cp[1], core) if cp is not None else None
-    if restored is not None:
-        recorder = restored
-        skip = core.processed
-        log.info("resuming run %s from its checkpoint after %d market events", cfg.run_key(), skip)
+    def __init__(self, cfg: RunConfig, events: Iterable[Any], *, db_url: str, port: int | None,
+                 stop: threading.Event, resume: bool) -> None:
+        # start-up time: SQLAlchemy and the driver only for the runtimes that write a database
+        from claire.storage import Database, EventWriter
 
-    wsvc = WriterService(bus, writer, metrics=metrics, block_ms=50)
-    wsvc.start()
-    wstop = threading.Event()
-    wthread = threading.Thread(target=wsvc.run, args=(wstop,), name="writer", daemon=True)
-    wthread.start()
-    state = {"last_ts": 0, "processed": 0}
-
-    def health() -> dict[str, Any]:
-        return {"processed": core.processed, "persisted": wsvc.written}
-
-    def ready() -> tuple[bool, dict[str, Any]]:
+        self.cfg = cfg
+        self.events = events
+        self.stop = stop
+        self.bus = InMemoryBus("paper:")
+        self.metrics = ServiceMetrics("paper")
+        self.recorder = Recorder()
+        self.pending: list[tuple[str, bytes]] = []
+        self.published = 0
+        self.core = build_core(cfg, self._emit)
+        bind_source(events, self.core)
+        # bind the port first: a busy port fails here, before the database is touched or a thread starts
+        self.server = HealthServer(port, "paper", self.metrics.registry, self._health, self._ready) \
+            if port is not None else None
         try:
-            db.check()
+            self.db = Database(db_url)
+            self.db.upgrade()
+        except BaseException:
+            if self.server is not None:
+                self.server.server.server_close()  # not started: release the port
+            raise
+        self.writer = EventWriter(self.db, cfg.run_key(), mode="paper")
+        self.skip = 0
+        cp = self.writer.load_checkpoint() if resume else None
+        # a finished run (None) is replayed from the start (its rows are already there: no-ops)
+        restored = restore_checkpoint(cp[1], self.core) if cp is not None else None
+        if restored is not None:
+            self.recorder = restored
+            self.skip = self.core.processed
+            log.info("resuming run %s from its checkpoint after %d market events", cfg.run_key(), self.skip)
+        self.wsvc = WriterService(self.bus, self.writer, metrics=self.metrics, block_ms=50)
+
+    # --- the core's outputs -----------------------------------------------------------------
+    def _emit(self, ev: Event) -> None:
+        self.recorder(ev)  # `self.recorder` at call time: a resume replaces it
+        stream, _ = topic_out(ev)
+        self.pending.append((stream, encode(ev)))
+
+    def _flush_pending(self) -> None:
+        if not self.pending:
+            return
+        by_stream: dict[str, list[bytes]] = {}
+        for s, raw in self.pending:
+            by_stream.setdefault(s, []).append(raw)
+        self.pending.clear()
+        for s, raws in by_stream.items():
+            self.bus.publish_many(s, raws)
+            self.published += len(raws)
+
+    def _checkpoint(self) -> None:
+        self._flush_pending()
+        deadline = time.monotonic() + 60
+        while self.wsvc.consumed < self.published and time.monotonic() < deadline:
+            time.sleep(0.002)
+        self.writer.save_checkpoint(self.core.processed, checkpoint_bytes(self.core, self.recorder))
+
+    # --- /health and /ready ---------------------------------------------------------------
+    def _health(self) -> dict[str, Any]:
+        return {"processed": self.core.processed, "persisted": self.wsvc.written}
+
+    def _ready(self) -> tuple[bool, dict[str, Any]]:
+        try:
+            self.db.check()
             ok_db: Any = True
         except Exception as exc:
             ok_db = f"unreachable: {type(exc).__name__}"
         return ok_db is True, {"checks": {"database": ok_db, "bus": True}}
 
-    if server is not None:
-        server.start()
-    published = [0]
-
-    def flush_pending() -> None:
-        if pending:
-            by_stream: dict[str, list[bytes]] = {}
-            for s, raw in pending:
-                by_stream.setdefault(s, []).append(raw)
-            pending.clear()
-            for s, raws in by_stream.items():
-                bus.publish_many(s, raws)
-                published[0] += len(raws)
-
-    def checkpoint() -> None:
-        flush_pending()
-        deadline = time.monotonic() + 60
-        while wsvc.consumed < published[0] and time.monotonic() < deadline:
-            time.sleep(0.002)
-        writer.save_checkpoint(core.processed, checkpoint_bytes(core, recorder))
-
-    def skipped(it: Iterable[Any]) -> Iterable[Any]:
-        it = iter(it)
-        for _ in range(skip):
+    # --- the run ----------------------------------------------------------------------------
+    def _skipped(self) -> Iterator[Any]:
+        """The events after the checkpoint's position (those before it are already processed)."""
+        it = iter(self.events)
+        for _ in range(self.skip):
             if next(it, None) is None:
                 break
         yield from it
 
-    t0 = time.perf_counter()
-    n = skip
-    next_cp = time.monotonic() + checkpoint_every_s
-    try:
-        for ev in pace(skipped(events), speed, stop):
-            core.on_market(ev)
+    def _wait(self, done: Callable[[], bool], seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not done() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def _loop(self, speed: float | None, progress: Callable[[int], Any] | None, every_s: float) -> int:
+        n = self.skip
+        next_cp = time.monotonic() + every_s
+        on_market = self.core.on_market
+        for ev in pace(self._skipped(), speed, self.stop):
+            on_market(ev)
             n += 1
-            if pending:
-                flush_pending()
+            if self.pending:
+                self._flush_pending()
             if time.monotonic() >= next_cp:
-                checkpoint()
-                next_cp = time.monotonic() + checkpoint_every_s
-            state["last_ts"] = ev.ts_event
+                self._checkpoint()
+                next_cp = time.monotonic() + every_s
             if progress is not None and n % 10_000 == 0:
                 progress(10_000)
-        if stop.is_set():  # stopped (SIGTERM/SIGINT): keep the state for a resume, do not finish
-            checkpoint()
-        else:
-            core.finish("end of data")
-            flush_pending()
-            deadline = time.monotonic() + 120
-            while not wsvc.final_persisted and time.monotonic() < deadline:
-                time.sleep(0.02)
-            writer.save_checkpoint(core.processed, COMPLETED)
-        if progress is not None:
-            progress(n % 10_000)
-        deadline = time.monotonic() + 120
-        while not stop.is_set() and not wsvc.final_persisted and time.monotonic() < deadline:
-            time.sleep(0.02)
-    finally:
-        wstop.set()
-        wthread.join(timeout=30)
-        writer.close(end_run=True)
-        if server is not None:
-            server.stop()
-        bus.close()
-    seconds = time.perf_counter() - t0
-    summary = summarize(recorder, core.portfolio, {
-        "runtime": "paper", **cfg.summary_fields(), "events": n,
-        "symbols": sorted(core.signals.strategies), "persisted_events": wsvc.written, "seconds": round(seconds, 3),
-        "resumed_at": skip or None, "completed": not stop.is_set(),
-        "database": db.safe_url,
-    })
-    if not stop.is_set():
-        from claire.reporting.period_metrics import performance_rows
-        from claire.storage.performance_metrics import write_performance
+        return n
 
-        write_performance(db, cfg.run_key(), performance_rows(recorder, core.portfolio, summary))
-    db.dispose()
-    if cfg.runtime.out:
-        write_run_files(Path(cfg.runtime.out), recorder, summary)
-    return summary
+    def _end(self) -> None:
+        """Stopped (SIGTERM/SIGINT): keep the state for a resume. End of data: finish the core
+        and mark the run complete once everything is persisted."""
+        if self.stop.is_set():
+            self._checkpoint()
+            return
+        self.core.finish("end of data")
+        self._flush_pending()
+        self._wait(lambda: self.wsvc.final_persisted, 120)
+        self.writer.save_checkpoint(self.core.processed, COMPLETED)
+
+    def run(self, speed: float | None, progress: Callable[[int], Any] | None, every_s: float) -> dict[str, Any]:
+        """Process the events, then write the summary, the period metrics and the run files."""
+        self.wsvc.start()
+        wstop = threading.Event()
+        wthread = threading.Thread(target=self.wsvc.run, args=(wstop,), name="writer", daemon=True)
+        wthread.start()
+        if self.server is not None:
+            self.server.start()
+        t0 = time.perf_counter()
+        n = self.skip
+        try:
+            n = self._loop(speed, progress, every_s)
+            self._end()
+            if progress is not None:
+                progress(n % 10_000)
+            self._wait(lambda: self.stop.is_set() or self.wsvc.final_persisted, 120)
+        finally:
+            wstop.set()
+            wthread.join(timeout=30)
+            self.writer.close(end_run=True)
+            if self.server is not None:
+                self.server.stop()
+            self.bus.close()
+        return self._report(n, time.perf_counter() - t0)
+
+    def _report(self, n: int, seconds: float) -> dict[str, Any]:
+        core, stopped = self.core, self.stop.is_set()
+        summary = summarize(self.recorder, core.portfolio, {
+            "runtime": "paper", **self.cfg.summary_fields(), "events": n,
+            "symbols": sorted(core.signals.strategies), "persisted_events": self.wsvc.written,
+            "seconds": round(seconds, 3), "resumed_at": self.skip or None, "completed": not stopped,
+            "database": self.db.safe_url,
+        })
+        if not stopped:
+            # start-up time: SQLAlchemy only for the runtimes that write a database
+            from claire.storage.performance_metrics import write_performance
+
+            write_performance(self.db, self.cfg.run_key(), performance_rows(self.recorder, core.portfolio, summary))
+        self.db.dispose()
+        if self.cfg.runtime.out:
+            write_run_files(Path(self.cfg.runtime.out), self.recorder, summary)
+        return summary

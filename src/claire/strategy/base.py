@@ -130,6 +130,13 @@ class Strategy:
         self.working_orders = {}
         self.setup()
 
+    @classmethod
+    def warmup_bars(cls, params: dict[str, Any]) -> int:
+        """How many closed bars before its first decision the strategy needs (``params``: its
+        checked parameters). A live run (``claire paper --source mexc``) loads that many bars of
+        history per symbol first; their signals are dropped (history is not traded). Default 0."""
+        return 0
+
     # --- hooks for subclasses -----------------------------------------------------------
     def setup(self) -> None:
         """Called once after parameters are set."""

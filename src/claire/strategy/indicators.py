@@ -378,7 +378,8 @@ class MACD:
         # warm-up: both EMAs start on the slow-th update (TA-Lib alignment)
         self._slow_seed += x
         warm = self._fast_warm
-        assert warm is not None  # dropped only once both EMAs are seeded
+        if warm is None:  # dropped only once both EMAs are seeded
+            raise RuntimeError("MACD: warm-up buffer gone before both EMAs were seeded")
         warm.append(x)
         if self.count < self.slow_period:
             return None
@@ -562,7 +563,8 @@ class BollingerBands:
             if m is None:
                 return self._to_decimal(d)
             buf = self._ibuf  # rescaled: a new buffer
-            assert buf is not None  # _multiplier keeps integer mode when it returns a multiplier
+            if buf is None:  # _multiplier keeps integer mode when it returns a multiplier
+                raise RuntimeError("Bollinger bands: integer mode left while rescaling")
         v = num * m
         xlim = self._xlim
         if v > xlim or v < -xlim:
@@ -606,7 +608,8 @@ class BollingerBands:
                 need = max(need, e)
             factor = 10 ** (need - k)
             buf = self._ibuf
-            assert buf is not None
+            if buf is None:  # called in integer mode only
+                raise RuntimeError("Bollinger bands: rescaling outside integer mode")
             if any(abs(v * factor) > self._xlim for v in buf):
                 return None
             buf_new = deque((v * factor for v in buf), maxlen=self.period)
@@ -622,7 +625,8 @@ class BollingerBands:
         """Leave integer mode for good: the same state as Decimal sums (exact: within the bound),
         then this update in Decimal arithmetic."""
         buf = self._ibuf
-        assert buf is not None  # called in integer mode only
+        if buf is None:  # called in integer mode only
+            raise RuntimeError("Bollinger bands: leaving integer mode twice")
         k = self._k
         vals: list[Decimal | int] = [Decimal(v).scaleb(-k) for v in buf]
         self._buf = deque(vals, maxlen=self.period)
@@ -635,7 +639,8 @@ class BollingerBands:
     def _update_decimal(self, x: Decimal | int) -> BandsValue | None:
         buf = self._buf
         sq = self._sq
-        assert buf is not None and sq is not None
+        if buf is None or sq is None:  # set on leaving integer mode
+            raise RuntimeError("Bollinger bands: Decimal update before Decimal mode")
         x2 = x * x
         if len(buf) == self.period:
             self._dsum += x - buf[0]

@@ -50,6 +50,9 @@ class SignalEngine:
         self.params = dict(params or {})
         self.ids = ids or IdFactory()
         self.strategies: dict[str, Strategy] = {}
+        #: bars closing at or before this time (ns) are history (a live run's warm-up): the
+        #: strategy sees them, their signals are dropped (counted, so the ids stay the same)
+        self.history_until = -1
         # validate parameters now, with a clear message, rather than at the first event
         strategy_cls("__check__", self.ids, **self.params)
 
@@ -76,6 +79,8 @@ class SignalEngine:
         out = strat._out
         if out:
             strat._out = []
+            if bar.ts_event <= self.history_until:
+                return _EMPTY
             return out
         return _EMPTY
 

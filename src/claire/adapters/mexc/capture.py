@@ -148,7 +148,10 @@ class CaptureWriter:
 
 
 def capture_files(directory: str | Path) -> list[Path]:
+    """The capture files of ``directory`` in order (or ``directory`` itself: one capture file)."""
     d = Path(directory)
+    if d.is_file() and d.name.startswith(PREFIX) and d.name.endswith(SUFFIX):
+        return [d]
     if not d.is_dir():
         raise FileNotFoundError(f"capture directory not found: {d}")
     files = sorted(p for p in d.iterdir() if p.name.startswith(PREFIX) and p.name.endswith(SUFFIX))

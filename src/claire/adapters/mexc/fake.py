@@ -38,6 +38,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from aiohttp import WSMsgType, web
+
 from claire.adapters.mexc import mexc_pb2 as pb
 from claire.adapters.mexc.codec import (
     REST_INTERVAL_S,
@@ -47,12 +49,17 @@ from claire.adapters.mexc.codec import (
     kline_topic,
 )
 from claire.events import Bar
+from claire.marketdata import open_market_data
 
 log = logging.getLogger(__name__)
 
 STEP_MS = 60_000
 Q8 = Decimal("0.00000001")
 BLOCKED = "Not Subscribed successfully! [{}].  Reason： Blocked! "
+_BAD_SYMBOL = ({"code": -1121, "msg": "Invalid symbol."}, 400)
+# the market data paths that need a symbol
+_MARKET_PATHS = ("/api/v3/klines", "/api/v3/depth", "/api/v3/ticker/24hr", "/api/v3/ticker/bookTicker",
+                 "/api/v3/ticker/price", "/api/v3/avgPrice")
 
 
 def _f(d: Decimal) -> str:
@@ -96,8 +103,6 @@ class FakeMexc:
         if bars is None:
             if paths is None:
                 raise ValueError("give bar files (paths) or bars")
-            from claire.marketdata import open_market_data
-
             bars = {}
             for ev in open_market_data(list(paths)):
                 if not isinstance(ev, Bar):
@@ -260,20 +265,28 @@ class FakeMexc:
     async def _emit_step(self, o: int, j: int, base: int) -> None:
         n = self.bar_number(o)
         if j == 0:
-            if self.silent_at_bar is not None and n == self.silent_at_bar and not self._silenced:
-                self._silenced = True
-                for c in self.conns:
-                    c.silent = True
-            if self.disconnect_every_bars and n > 0 and n % self.disconnect_every_bars == 0:
-                for c in list(self.conns):
-                    if not c.silent:
-                        self.disconnects += 1
-                        await self._close(c, 1001, b"fake: periodic disconnect")
+            await self._bar_faults(n)
         # idle sockets without a subscription are closed, as MEXC does after 30 s
         mono = time.monotonic()
         for c in list(self.conns):
             if not c.topics and mono - c.opened > self.idle_close_s:
                 await self._close(c, 1000, b"no subscription")
+        await self._push(self._frames(o, j, base, n))
+
+    async def _bar_faults(self, n: int) -> None:
+        """The faults due at the start of bar ``n``: a silent exchange, a periodic disconnect."""
+        if self.silent_at_bar is not None and n == self.silent_at_bar and not self._silenced:
+            self._silenced = True
+            for c in self.conns:
+                c.silent = True
+        if self.disconnect_every_bars and n > 0 and n % self.disconnect_every_bars == 0:
+            for c in list(self.conns):
+                if not c.silent:
+                    self.disconnects += 1
+                    await self._close(c, 1001, b"fake: periodic disconnect")
+
+    def _frames(self, o: int, j: int, base: int, n: int) -> list[tuple[str, bytes]]:
+        """(topic, push frame) of every symbol for step ``j`` of the bar opening at ``o``."""
         frames: list[tuple[str, bytes]] = []
         for s in self.syms.values():
             b = s.bars.get(o)
@@ -284,6 +297,9 @@ class FakeMexc:
             frames.append((deals_topic(s.symbol), self._deals_msg(s, b, j, base + 3)))
             frames.append((book_ticker_topic(s.symbol), self._book_msg(s, b, j, base + 7)))
             frames.append((depth_topic(s.symbol, 5), self._depth_msg(s, b, j, base + 9, self._cursor)))
+        return frames
+
+    async def _push(self, frames: list[tuple[str, bytes]]) -> None:
         for c in list(self.conns):
             if c.silent or c.ws.closed:
                 continue
@@ -316,8 +332,6 @@ class FakeMexc:
         return topic in self._valid
 
     async def _ws_handler(self, request: Any) -> Any:
-        from aiohttp import WSMsgType, web
-
         ws = web.WebSocketResponse(autoping=True, max_msg_size=1 << 20)
         await ws.prepare(request)
         conn = _Conn(ws)
@@ -399,8 +413,6 @@ class FakeMexc:
                 "tradeSideType": "1"}
 
     async def _rest_handler(self, request: Any) -> Any:
-        from aiohttp import web
-
         path = request.path
         q = {k: v for k, v in request.query.items()}
         self.rest_requests += 1
@@ -409,15 +421,11 @@ class FakeMexc:
             self.rest_log.append((time.monotonic(), path, q, status))
             return web.json_response(obj, status=status, headers=headers)
 
-        def bad_symbol() -> Any:
-            return reply({"code": -1121, "msg": "Invalid symbol."}, 400)
-
         if self.rest_429_every and self.rest_requests % self.rest_429_every == 0:
             return reply({"code": 429, "msg": "Too Many Requests"}, 429,
                          {"Retry-After": f"{self.retry_after:g}"})
         now = self.now_ms()
         sym = q.get("symbol", "").upper() if "symbol" in q else None
-        s = self.syms.get(sym) if sym else None
         if path == "/api/v3/ping":
             return reply({})
         if path == "/api/v3/time":
@@ -426,70 +434,80 @@ class FakeMexc:
             names = [sym] if sym else ([x.strip().upper() for x in q["symbols"].split(",")] if "symbols" in q
                                        else list(self.syms))
             if any(n not in self.syms for n in names):
-                return bad_symbol()
+                return reply(*_BAD_SYMBOL)
             return reply({"timezone": "CST", "serverTime": now, "rateLimits": [], "exchangeFilters": [],
                           "symbols": [self._info(self.syms[n]) for n in names]})
-        if path not in ("/api/v3/klines", "/api/v3/depth", "/api/v3/ticker/24hr", "/api/v3/ticker/bookTicker",
-                        "/api/v3/ticker/price", "/api/v3/avgPrice"):
+        if path not in _MARKET_PATHS:
             return reply({"code": -1, "msg": f"not served by the fake: {path}"}, 404)
+        s = self.syms.get(sym) if sym else None
         if s is None:
-            return bad_symbol()
+            return reply(*_BAD_SYMBOL)
         if path == "/api/v3/klines":
-            interval = q.get("interval", "")
-            if interval not in REST_INTERVAL_S:
-                return reply({"code": -1121, "msg": "Invalid interval."}, 400)
-            if interval != "1m":
-                return reply({"code": -1, "msg": "the fake serves 1m klines only"}, 400)
-            try:
-                limit = min(1000, int(q.get("limit", 500)))
-                start = int(q["startTime"]) if "startTime" in q else None
-                end = int(q["endTime"]) if "endTime" in q else None
-            except ValueError:
-                return reply({"code": -1100, "msg": "Illegal characters found in parameter."}, 400)
-            opens = self._visible(s, now)
-            if start is not None:
-                opens = [o for o in opens if o >= start]
-            if end is not None:
-                opens = [o for o in opens if o <= end]
-            opens = opens[:limit] if start is not None else opens[-limit:]
-            return reply([self._row(s, o, now) for o in opens])
+            return reply(*self._klines(s, q, now))
+        return reply(*self._market(path, s, q, now))
+
+    def _klines(self, s: _Sym, q: dict[str, str], now: int) -> tuple[Any, int]:
+        """(body, status) of GET /api/v3/klines."""
+        interval = q.get("interval", "")
+        if interval not in REST_INTERVAL_S:
+            return {"code": -1121, "msg": "Invalid interval."}, 400
+        if interval != "1m":
+            return {"code": -1, "msg": "the fake serves 1m klines only"}, 400
+        try:
+            limit = min(1000, int(q.get("limit", 500)))
+            start = int(q["startTime"]) if "startTime" in q else None
+            end = int(q["endTime"]) if "endTime" in q else None
+        except ValueError:
+            return {"code": -1100, "msg": "Illegal characters found in parameter."}, 400
+        opens = self._visible(s, now)
+        if start is not None:
+            opens = [o for o in opens if o >= start]
+        if end is not None:
+            opens = [o for o in opens if o <= end]
+        opens = opens[:limit] if start is not None else opens[-limit:]
+        return [self._row(s, o, now) for o in opens], 200
+
+    def _market(self, path: str, s: _Sym, q: dict[str, str], now: int) -> tuple[Any, int]:
+        """(body, status) of the book and ticker requests."""
         b, j = self._current(s, now)
         if b is None:
-            return reply({"code": -1, "msg": "no data yet"}, 400)
+            return {"code": -1, "msg": "no data yet"}, 400
         if path == "/api/v3/depth":
             bids, asks = self._book(s, b, j)
             limit = int(q.get("limit", 100))
-            return reply({"lastUpdateId": str(self._cursor), "bids": [list(x) for x in bids[:limit]],
-                          "asks": [list(x) for x in asks[:limit]], "timestamp": str(now)})
+            return {"lastUpdateId": str(self._cursor), "bids": [list(x) for x in bids[:limit]],
+                    "asks": [list(x) for x in asks[:limit]], "timestamp": str(now)}, 200
         if path == "/api/v3/ticker/bookTicker":
             bids, asks = self._book(s, b, j)
-            return reply({"symbol": s.symbol, "bidPrice": bids[0][0], "bidQty": bids[0][1],
-                          "askPrice": asks[0][0], "askQty": asks[0][1]})
+            return {"symbol": s.symbol, "bidPrice": bids[0][0], "bidQty": bids[0][1],
+                    "askPrice": asks[0][0], "askQty": asks[0][1]}, 200
         price = self._state(s, b, j)[0]
-        if path in ("/api/v3/ticker/price", "/api/v3/avgPrice"):
-            return reply({"symbol": s.symbol, "price": _f(price)} if path.endswith("price")
-                         else {"mins": 5, "price": _f(price)})
-        # 24h ticker over the last 1440 visible bars
+        if path == "/api/v3/ticker/price":
+            return {"symbol": s.symbol, "price": _f(price)}, 200
+        if path == "/api/v3/avgPrice":
+            return {"mins": 5, "price": _f(price)}, 200
+        return self._ticker_24h(s, b, j, price, now), 200
+
+    def _ticker_24h(self, s: _Sym, b: Bar, j: int, price: Decimal, now: int) -> dict[str, Any]:
+        """The 24h ticker over the last 1440 visible bars."""
         opens = self._visible(s, now)[-1440:]
         first = s.bars[opens[0]]
         rows = [self._row(s, o, now) for o in opens]
         bids, asks = self._book(s, b, j)
         change = price - first.open
-        return reply({"symbol": s.symbol, "priceChange": _f(change),
-                      "priceChangePercent": _f((change / first.open).quantize(Decimal("0.0001"))),
-                      "prevClosePrice": _f(first.open), "lastPrice": _f(price), "bidPrice": bids[0][0],
-                      "bidQty": bids[0][1], "askPrice": asks[0][0], "askQty": asks[0][1],
-                      "openPrice": _f(first.open), "highPrice": max((r[2] for r in rows), key=Decimal),
-                      "lowPrice": min((r[3] for r in rows), key=Decimal),
-                      "volume": _f(sum((Decimal(r[5]) for r in rows), Decimal(0))),
-                      "quoteVolume": _f(sum((Decimal(r[7]) for r in rows), Decimal(0))),
-                      "openTime": str(opens[0]), "closeTime": str(now), "count": None})
+        return {"symbol": s.symbol, "priceChange": _f(change),
+                "priceChangePercent": _f((change / first.open).quantize(Decimal("0.0001"))),
+                "prevClosePrice": _f(first.open), "lastPrice": _f(price), "bidPrice": bids[0][0],
+                "bidQty": bids[0][1], "askPrice": asks[0][0], "askQty": asks[0][1],
+                "openPrice": _f(first.open), "highPrice": max((r[2] for r in rows), key=Decimal),
+                "lowPrice": min((r[3] for r in rows), key=Decimal),
+                "volume": _f(sum((Decimal(r[5]) for r in rows), Decimal(0))),
+                "quoteVolume": _f(sum((Decimal(r[7]) for r in rows), Decimal(0))),
+                "openTime": str(opens[0]), "closeTime": str(now), "count": None}
 
     # --- lifecycle -----------------------------------------------------------------------
 
     def app(self) -> Any:
-        from aiohttp import web
-
         app = web.Application()
         app.router.add_get("/ws", self._ws_handler)
         app.router.add_get("/api/v3/{tail:.*}", self._rest_handler)
@@ -497,8 +515,6 @@ class FakeMexc:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> dict[str, str]:
         """Serve on ``host:port`` (0: a free port); the exchange clock starts now. Returns the URLs."""
-        from aiohttp import web
-
         self._runner = web.AppRunner(self.app(), handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)

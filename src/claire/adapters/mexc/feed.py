@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from claire.adapters.mexc.capture import CaptureWriter, ReplaySource, ReplayTransport, read_start
-from claire.adapters.mexc.codec import CHANNELS, BookTop, KlineUpdate, MexcCodec
+from claire.adapters.mexc.codec import CHANNELS, BookTop, Decoded, KlineUpdate, MexcCodec
 from claire.adapters.mexc.models import (
     ConnEvent,
     DataQualityRecord,
@@ -144,6 +144,9 @@ class MexcFeed:
         self._state = {s: _Symbol(s, i) for i, s in enumerate(self.symbols)}
         self._window: int | None = None  # ms: the exchange clock's current window
         self.exchange_ms = 0  # the exchange clock: the latest exchange time seen (ms)
+        #: ms: the open of the first live window (the warm-up bars opened before it); None before
+        #: the warm-up, or without one
+        self.live_from_ms: int | None = None
         self._stop = False
         self._closed = False
         self.stats: dict[str, int] = {"frames": 0, "bars": 0, "trades": 0, "quotes": 0, "books": 0,
@@ -220,6 +223,7 @@ class MexcFeed:
         out.sort(key=lambda b: b.ts_event)  # stable: symbols in the given order on ties
         self.stats["bars"] += len(out)
         self._window = current
+        self.live_from_ms = current
         return list(out)
 
     async def handle(self, item: Frame | ConnEvent) -> list[MarketEvent]:
@@ -233,26 +237,14 @@ class MexcFeed:
             self.capture.frame(item.conn, item.data, item.ts_recv)
         self.stats["frames"] += 1
         out: list[MarketEvent] = []
-        step = self.step_ms
         for d in self.codec.decode(item.data, item.ts_recv):
             st = self._state.get(d.symbol)
             if st is None:
                 continue
             # the exchange clock: a later window closes every earlier one (of every symbol)
             t_ms = d.ts_event // NS_PER_MS
-            if t_ms > self.exchange_ms:
-                self.exchange_ms = t_ms
-                t = t_ms - self.close_delay_ms
-                if isinstance(d, KlineUpdate) and d.window_start > t:
-                    t = d.window_start
-                w = t - t % step
-                if self._window is None or w > self._window:
-                    if self._window is not None or any(s.next_open is not None for s in self._state.values()):
-                        out.extend(await self._close_all(w, item.ts_recv))
-                    self._window = w
-                    for s in self._state.values():
-                        if s.next_open is None:
-                            s.next_open = w
+            if t_ms > self.exchange_ms:  # a call only when the clock moves: not per item
+                out.extend(await self._advance(d, t_ms, item.ts_recv))
             if isinstance(d, KlineUpdate):
                 self.stats["klines"] += 1
                 if d.interval_s != self.interval_s:
@@ -269,6 +261,23 @@ class MexcFeed:
                     self.on_book(d)
             else:
                 out.extend(self._push(d))
+        return out
+
+    async def _advance(self, d: Decoded, t_ms: int, ts_recv: int) -> list[MarketEvent]:
+        """The exchange clock moved to ``t_ms``: close the windows it ends; the bars closed."""
+        self.exchange_ms = t_ms
+        t = t_ms - self.close_delay_ms
+        if isinstance(d, KlineUpdate) and d.window_start > t:
+            t = d.window_start
+        w = t - t % self.step_ms
+        out: list[MarketEvent] = []
+        if self._window is None or w > self._window:
+            if self._window is not None or any(s.next_open is not None for s in self._state.values()):
+                out = await self._close_all(w, ts_recv)
+            self._window = w
+            for s in self._state.values():
+                if s.next_open is None:
+                    s.next_open = w
         return out
 
     def _push(self, ev: MarketEvent) -> list[MarketEvent]:
@@ -375,6 +384,13 @@ class MexcFeed:
         st.next_open = end
         for o in [o for o in live if o < end]:  # nothing older may stay behind
             del live[o]
+        self._record_gaps(st, ts_recv, repaired, missing, unverified)
+        return out
+
+    def _record_gaps(self, st: _Symbol, ts_recv: int, repaired: list[int], missing: list[int],
+                     unverified: list[int]) -> None:
+        """One data quality record per kind of window that was not simply seen live."""
+        sym, step = st.symbol, self.step_ms
         for kind, opens in (("gap_repaired", repaired), ("gap_unrepaired", missing), ("unverified", unverified)):
             if opens:
                 self._record(DataQualityRecord(
@@ -382,7 +398,6 @@ class MexcFeed:
                     from_ts=opens[0] * NS_PER_MS, to_ts=(opens[-1] + step) * NS_PER_MS,
                     bars_repaired=len(opens) if kind == "gap_repaired" else 0, ts_recv=ts_recv,
                     details={"windows": len(opens)}))
-        return out
 
 
 # --- factories ---------------------------------------------------------------------------

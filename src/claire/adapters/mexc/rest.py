@@ -75,7 +75,7 @@ class AiohttpTransport:
         self.clock = clock
 
     async def _get_session(self):
-        import aiohttp
+        import aiohttp  # start-up time: aiohttp (~0.2 s) only once a request goes out; replay does without
 
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s),
@@ -83,7 +83,7 @@ class AiohttpTransport:
         return self._session
 
     async def get(self, path: str, params: dict[str, Any] | None = None) -> RestResponse:
-        import aiohttp
+        import aiohttp  # start-up time: aiohttp (~0.2 s) only once a request goes out
 
         session = await self._get_session()
         query = {k: str(v) for k, v in (params or {}).items()}
@@ -134,6 +134,19 @@ class TokenBucket:
             wait = (weight - self.tokens) / self.rate
             self.waited_s += wait
             await self.sleep(wait)
+
+
+def _api_error(path: str, params: dict[str, Any], status: int, code: int | None, msg: str) -> MexcApiError:
+    """The error of a failed request: unknown symbol, symbol not trading, or the API's own."""
+    symbol = params.get("symbol") or params.get("symbols") or ""
+    if code in UNKNOWN_SYMBOL_CODES:
+        return UnknownSymbolError(f"MEXC does not know the symbol {symbol!r} ({code}: {msg})",
+                                  status=status, code=code, path=path)
+    if code in NOT_TRADING_CODES:
+        return SymbolNotTradingError(f"MEXC symbol {symbol!r} is not trading ({code}: {msg})",
+                                     status=status, code=code, path=path)
+    return MexcApiError(f"GET {path} -> HTTP {status}" + (f" code {code}" if code is not None else "")
+                        + f": {msg}", status=status, code=code, path=path)
 
 
 def _parse_error(body: bytes) -> tuple[int | None, str]:
@@ -241,10 +254,7 @@ class MexcRestClient:
         attempt = 0
         while True:
             if self.rate_limit:
-                pause = self._paused_until - time.monotonic()
-                if pause > 0:
-                    await self.sleep(pause)
-                await self._bucket(path).acquire(w)
+                await self._wait_turn(path, w)
             self.requests += 1
             try:
                 resp = await self.transport.get(path, params)
@@ -267,30 +277,33 @@ class MexcRestClient:
                                        status=resp.status, path=path) from exc
             code, msg = _parse_error(resp.body)
             if resp.status in (429, 418):
-                self.rate_limited += 1
-                wait = resp.retry_after if resp.retry_after is not None else (60.0 if resp.status == 429 else 120.0)
-                what = "rate limited (429)" if resp.status == 429 else "IP banned (418)"
-                if wait > self.max_wait_s or attempt >= self.max_retries:
-                    raise RateLimitError(f"GET {path}: {what}, Retry-After {wait:g} s: {msg}", status=resp.status,
-                                         code=code, path=path)
-                log.warning("MEXC REST %s: %s; waiting %.3g s as told (Retry-After)", path, what, wait)
-                self._paused_until = max(self._paused_until, time.monotonic() + wait)
-                self.retry_after_waited_s += wait
+                self._rate_limited(path, resp, code, msg, attempt)
                 attempt += 1
                 continue
             if resp.status >= 500 and attempt < self.max_retries:
                 attempt += 1
                 await self.sleep(min(8.0, 0.25 * 2 ** attempt))
                 continue
-            symbol = params.get("symbol") or params.get("symbols") or ""
-            if code in UNKNOWN_SYMBOL_CODES:
-                raise UnknownSymbolError(f"MEXC does not know the symbol {symbol!r} ({code}: {msg})",
-                                         status=resp.status, code=code, path=path)
-            if code in NOT_TRADING_CODES:
-                raise SymbolNotTradingError(f"MEXC symbol {symbol!r} is not trading ({code}: {msg})",
-                                            status=resp.status, code=code, path=path)
-            raise MexcApiError(f"GET {path} -> HTTP {resp.status}" + (f" code {code}" if code is not None else "")
-                               + f": {msg}", status=resp.status, code=code, path=path)
+            raise _api_error(path, params, resp.status, code, msg)
+
+    async def _wait_turn(self, path: str, weight: int) -> None:
+        """Wait out a Retry-After pause, then for ``weight`` from the path's bucket."""
+        pause = self._paused_until - time.monotonic()
+        if pause > 0:
+            await self.sleep(pause)
+        await self._bucket(path).acquire(weight)
+
+    def _rate_limited(self, path: str, resp: RestResponse, code: int | None, msg: str, attempt: int) -> None:
+        """A 429 or 418: pause every request for the Retry-After, or raise when too long or too often."""
+        self.rate_limited += 1
+        wait = resp.retry_after if resp.retry_after is not None else (60.0 if resp.status == 429 else 120.0)
+        what = "rate limited (429)" if resp.status == 429 else "IP banned (418)"
+        if wait > self.max_wait_s or attempt >= self.max_retries:
+            raise RateLimitError(f"GET {path}: {what}, Retry-After {wait:g} s: {msg}", status=resp.status,
+                                 code=code, path=path)
+        log.warning("MEXC REST %s: %s; waiting %.3g s as told (Retry-After)", path, what, wait)
+        self._paused_until = max(self._paused_until, time.monotonic() + wait)
+        self.retry_after_waited_s += wait
 
     # --- endpoints ---------------------------------------------------------------------
 

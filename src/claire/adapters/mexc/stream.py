@@ -82,6 +82,7 @@ class _Connection:
         self.connected_at = 0.0
         self.limiter = TokenBucket(10, 0.2)  # 50 messages/s, bursts of 10
         self.last_data: dict[str, float] = {}
+        self.last_ping = 0.0
 
     async def send(self, obj: dict[str, Any]) -> None:
         await self.limiter.acquire(1)
@@ -100,7 +101,7 @@ class _Connection:
         for topic in self.topics:
             await self.send({"method": "SUBSCRIPTION", "params": [topic]})
         deadline = time.monotonic() + st.ack_timeout_s
-        import aiohttp
+        import aiohttp  # start-up time: aiohttp (~0.2 s) only once we connect; replay does without
 
         while pending:
             left = deadline - time.monotonic()
@@ -147,7 +148,7 @@ class _Connection:
 
     async def pump(self) -> tuple[str, tuple[str, ...]]:
         """Read until the connection ends; why it ended, and the stale symbols."""
-        import aiohttp
+        import aiohttp  # start-up time: aiohttp (~0.2 s) only once a connection is up
 
         st = self.stream
         ws = self.ws
@@ -155,24 +156,16 @@ class _Connection:
         clock = st.clock
         symbol_of = self.symbol_of
         last_data = self.last_data
-        last_ping = time.monotonic()
+        self.last_ping = time.monotonic()
         check = min(1.0, st.stale_s / 4, st.ping_interval_s)
         next_check = time.monotonic() + check
         while True:
             now = time.monotonic()
             if now >= next_check:
                 next_check = now + check
-                stale = tuple(s for s in self.symbols if now - last_data[s] > st.stale_s)
-                if stale:
-                    log.warning("MEXC stream %d: no data for %.3g s from %s; reconnecting", self.index,
-                                st.stale_s, ", ".join(stale))
-                    return "stale", stale
-                if now - self.connected_at > st.max_age_s:
-                    log.info("MEXC stream %d: reconnecting before the 24 h limit", self.index)
-                    return "proactive", ()
-                if now - last_ping >= st.ping_interval_s:
-                    last_ping = now
-                    await self.send({"method": "PING"})
+                ended = await self._check(now)
+                if ended is not None:
+                    return ended
             try:
                 msg = await ws.receive(timeout=max(0.001, next_check - time.monotonic()))
             except TimeoutError:
@@ -189,18 +182,40 @@ class _Connection:
                     last_data[sym] = time.monotonic()
                 put(Frame(self.index, data, ts))
             elif t == aiohttp.WSMsgType.TEXT:
-                if st.capture is not None:
-                    st.capture.text(self.index, msg.data, clock())
-                try:
-                    obj = _json.decode(msg.data)
-                except msgspec.DecodeError:
-                    obj = None
-                if not (isinstance(obj, dict) and obj.get("msg") == "PONG"):
-                    log.info("MEXC stream %d: %s", self.index, msg.data[:200])
+                self._on_text(msg.data)
             elif t in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
                 return "closed", ()
             elif t == aiohttp.WSMsgType.ERROR:
                 return "error", ()
+
+    async def _check(self, now: float) -> tuple[str, tuple[str, ...]] | None:
+        """The periodic check of :meth:`pump`: why to reconnect (stale symbols, the 24 h limit), or
+        None; sends the keep-alive PING when due."""
+        st = self.stream
+        stale = tuple(s for s in self.symbols if now - self.last_data[s] > st.stale_s)
+        if stale:
+            log.warning("MEXC stream %d: no data for %.3g s from %s; reconnecting", self.index,
+                        st.stale_s, ", ".join(stale))
+            return "stale", stale
+        if now - self.connected_at > st.max_age_s:
+            log.info("MEXC stream %d: reconnecting before the 24 h limit", self.index)
+            return "proactive", ()
+        if now - self.last_ping >= st.ping_interval_s:
+            self.last_ping = now
+            await self.send({"method": "PING"})
+        return None
+
+    def _on_text(self, data: str) -> None:
+        """A text message: recorded, and logged unless it is a PONG."""
+        st = self.stream
+        if st.capture is not None:
+            st.capture.text(self.index, data, st.clock())
+        try:
+            obj = _json.decode(data)
+        except msgspec.DecodeError:
+            obj = None
+        if not (isinstance(obj, dict) and obj.get("msg") == "PONG"):
+            log.info("MEXC stream %d: %s", self.index, data[:200])
 
     async def close_ws(self) -> None:
         ws, self.ws = self.ws, None
@@ -270,7 +285,7 @@ class _Connection:
 
 
 def _is_client_error(exc: BaseException) -> bool:
-    import aiohttp
+    import aiohttp  # start-up time: aiohttp (~0.2 s) only once we connect
 
     return isinstance(exc, aiohttp.ClientError | aiohttp.WSServerHandshakeError)
 
@@ -310,7 +325,7 @@ class MexcStream:
         self.stable_after_s = stable_after_s  # a connection up this long resets the backoff
         self.ack_timeout_s = ack_timeout_s
         self.clock = clock
-        self._rng = random.Random(seed)
+        self._rng = random.Random(seed)  # noqa: S311 - reconnect jitter, not security
         per_conn = max_topics // per_symbol
         groups = [self.symbols[i:i + per_conn] for i in range(0, len(self.symbols), per_conn)]
         self.connections = [_Connection(self, i, g) for i, g in enumerate(groups)]
@@ -328,12 +343,12 @@ class MexcStream:
         return min(self.backoff_max_s, self.backoff_base_s * 2 ** min(attempt, 20)) * (0.5 + self._rng.random())
 
     def _ws_timeout(self) -> Any:
-        import aiohttp
+        import aiohttp  # start-up time: aiohttp (~0.2 s) only once we connect
 
         return aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0)
 
     async def _get_session(self) -> Any:
-        import aiohttp
+        import aiohttp  # start-up time: aiohttp (~0.2 s) only once we connect; replay does without
 
         if self._session is None:
             self._session = aiohttp.ClientSession(headers={"User-Agent": "claire-de-binare"})
