@@ -18,7 +18,7 @@ from claire.bus import make_bus
 from claire.bus.base import Bus
 from claire.config import DEFAULT_PORTS, TOPOLOGIES, RunConfig, from_spec, to_spec
 from claire.engine.kernel import build_core
-from claire.events import IdFactory
+from claire.events import Bar, IdFactory
 from claire.events.topics import PIPE_RESULTS, PIPE_SIGNALS
 from claire.portfolio import Portfolio
 from claire.runtime.distributed.runner import MarketDataService, StageService, WriterService, stage_inputs
@@ -31,13 +31,13 @@ from claire.runtime.distributed.stages import (
     partition_stream,
 )
 from claire.runtime.http import HealthServer
-from claire.runtime.metrics import ServiceMetrics
+from claire.runtime.metrics import MarketDataCollector, ServiceMetrics
 
 log = logging.getLogger("claire.runtime.distributed")
 
 SERVICES = ["marketdata", "signal", "risk", "execution", "portfolio", "writer", "account"]
 __all__ = ["DEFAULT_PORTS", "SERVICES", "TOPOLOGIES", "build_service", "config_from_spec", "market_events",
-           "resolve_secrets", "run_hash", "run_service", "spec_from_config", "split_secrets"]
+           "resolve_secrets", "run_hash", "run_service", "spec_from_config", "split_secrets", "with_exchange_rules"]
 
 
 # --- the run spec: everything a service needs, shared by all services of a run ---------------
@@ -132,6 +132,36 @@ def market_events(cfg: RunConfig) -> Any:
     return open_market_data(cfg.data.paths, cfg.data.symbol)
 
 
+def with_exchange_rules(cfg: RunConfig) -> RunConfig:
+    """A MEXC run's config with the exchange's trading rules of its symbols (exchangeInfo, by REST;
+    a capture: those it recorded), so that every service's core sizes and fills by the same rules
+    (they travel in the run spec). Unchanged for files, or when it has rules already."""
+    if cfg.data.source != "mexc" or getattr(cfg.data, "rules", None):
+        return cfg
+    from claire.runtime.sources import market_source, with_rules
+
+    if cfg.data.paths:  # a capture: start its replay for the rules it recorded
+        src = market_source(cfg)
+        try:
+            src.start()
+            return with_rules(cfg, src)
+        finally:
+            src.close()
+    import asyncio
+    from types import SimpleNamespace
+
+    from claire.adapters.mexc import MexcRestClient
+
+    async def fetch() -> Any:
+        rest = MexcRestClient()
+        try:
+            return await rest.symbol_rules(list(cfg.data.symbols))
+        finally:
+            await rest.close()
+
+    return with_rules(cfg, SimpleNamespace(rules=asyncio.run(fetch())))  # type: ignore[arg-type]
+
+
 def run_settings(spec: dict[str, Any]) -> dict[str, Any]:
     """What makes the run (everything but where it runs): its row in the database, its hash."""
     runtime = spec.get("runtime") or {}
@@ -191,7 +221,7 @@ class Service:
             checks.update(self.extra_ready())
         last = getattr(self.loop, "last_event_ts", 0)
         checks["last_event_age_s"] = round(time.time() - last / 1e9, 3) if last else None
-        ok = all(v is True for k, v in checks.items() if k not in ("last_event_age_s",))
+        ok = all(v is True for k, v in checks.items() if k not in ("last_event_age_s", "symbols", "stale_after_s"))
         return ok, {"checks": checks}
 
 
@@ -211,6 +241,84 @@ def _writer_service(cfg: RunConfig, spec: dict[str, Any], bus: Bus, metrics: Ser
             return {"database": f"unreachable: {type(exc).__name__}"}
 
     return Service("writer", loop, metrics, bus, db_ready)
+
+
+class _SourceBinding:
+    """What a MEXC source binds to in place of a core (``MexcSource.bind``): its data-quality
+    alerts go to ``emit`` (the market data service publishes them on ``alerts``); the ids are the
+    run's, so they are those of a one-process run."""
+
+    def __init__(self, emit: Any, ids: IdFactory) -> None:
+        self.emit = emit
+        self.signals = _Signals(ids)
+
+
+class _Signals:
+    def __init__(self, ids: IdFactory) -> None:
+        self.ids = ids
+        self.history_until = -1
+
+
+def _marketdata_service(cfg: RunConfig, bus: Bus, metrics: ServiceMetrics, batch: int) -> Service:
+    """Files or synthetic bars (replayed at ``runtime.speed``), or MEXC: live for ``data.symbols``
+    (recorded to ``<out>/capture`` when the run has an ``out``), or a capture in ``data.paths``."""
+    partitions = cfg.runtime.partitions
+    if cfg.data.source != "mexc":
+        loop = MarketDataService(bus, market_events(cfg), partitions, cfg.runtime.speed, batch=batch, metrics=metrics)
+        _md_collector(loop, metrics)
+        return Service("marketdata", loop, metrics, bus)
+    from claire.adapters.mexc.stream import stale_seconds
+    from claire.events.topics import ALERTS
+    from claire.runtime.sources import market_source
+
+    replay = bool(cfg.data.paths)
+    capture = Path(cfg.runtime.out) / "capture" if cfg.runtime.out and not replay else None
+    source = market_source(cfg, capture_dir=capture)
+    loop = MarketDataService(bus, source, partitions, None, batch=batch, metrics=metrics, live=True,
+                             finite=replay, symbols=() if replay else cfg.data.symbols)
+    source.bind(_SourceBinding(lambda ev: loop.side_output(ALERTS, ev), IdFactory(cfg.run_key())))
+    _md_collector(loop, metrics)
+    if replay:
+        return Service("marketdata", loop, metrics, bus)
+    stale_s = stale_seconds()
+
+    def fresh() -> dict[str, Any]:
+        """Not ready while a subscribed symbol has had no data for MEXC_STALE_SEC (or none yet)."""
+        ages = loop.ages()
+        stale = [s for s, a in ages.items() if a is None or a > stale_s]
+        checks: dict[str, Any] = {"symbols": {s: None if a is None else round(a, 3) for s, a in ages.items()},
+                                  "stale_after_s": stale_s}
+        if loop.error is not None:
+            checks["source"] = f"failed: {type(loop.error).__name__}: {loop.error}"
+        checks["data_fresh"] = True if not stale else f"no data for {stale_s:g} s: {', '.join(stale)}"
+        return checks
+
+    return Service("marketdata", loop, metrics, bus, fresh)
+
+
+def _md_collector(loop: MarketDataService, metrics: ServiceMetrics) -> None:
+    """Per-symbol freshness and the live source's data quality, on /metrics."""
+    metrics.registry.register(MarketDataCollector(metrics.service, loop.ages, lambda: dict(loop.last_ts),
+                                                  lambda: dict(loop.per_symbol), loop.feed_stats))
+
+
+def _history_gate(handle: Any, engine: Any, bus: Bus) -> Any:
+    """A MEXC run's warm-up bars are history: their signals are dropped, as in one process
+    (``SignalEngine.history_until``). Where the warm-up ends, the market data service tells in its
+    checkpoint (``live_from``, committed with its first events), read here once, at the first bar."""
+    known = False
+
+    def gated(stream: str, ev: Any, raw: bytes) -> Any:
+        nonlocal known
+        if not known and type(ev) is Bar:
+            cp = bus.load_checkpoint("marketdata")
+            live_from = msgspec.json.decode(cp[1]).get("live_from") if cp is not None else None
+            if live_from is not None:
+                engine.history_until = int(live_from) * 1_000_000  # ms: the close of the last warm-up bar
+                known = True
+        return handle(stream, ev, raw)
+
+    return gated
 
 
 def _stage(name: str, cfg: RunConfig, ids: IdFactory, replica: int) -> tuple[Any, str]:
@@ -238,9 +346,7 @@ def build_service(name: str, spec: dict[str, Any], bus: Bus, replica: int = 0, b
     metrics = ServiceMetrics(name if name != "signal" else f"signal-{replica}")
     ids = IdFactory(cfg.run_key())
     if name == "marketdata":
-        speed = cfg.runtime.speed
-        loop = MarketDataService(bus, market_events(cfg), partitions, speed, batch=batch, metrics=metrics)
-        return Service(name, loop, metrics, bus)
+        return _marketdata_service(cfg, bus, metrics, batch)
     if name == "writer":
         return _writer_service(cfg, spec, bus, metrics)
     stage, svc_name = _stage(name, cfg, ids, replica)
@@ -257,6 +363,8 @@ def build_service(name: str, spec: dict[str, Any], bus: Bus, replica: int = 0, b
         def handle(stream: str, ev: Any, raw: bytes) -> Any:
             return stage.handle(ev, raw)
 
+    if name == "signal" and cfg.data.source == "mexc":
+        handle = _history_gate(handle, stage.engine, bus)
     loop = StageService(svc_name, bus, inputs, handle, stage, metrics, batch=batch)
     if name == "portfolio":
         loop.skip_prefixes = (b'{"type":"order"',)  # echoed orders: nothing for the portfolio
@@ -279,6 +387,9 @@ def run_service(name: str, spec: dict[str, Any], replica: int = 0, port: int | N
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+        finish = getattr(svc.loop, "finish", None)
+        if finish is not None:  # market data: SIGUSR1 ends a live stream with end_of_data (a run's end)
+            signal.signal(signal.SIGUSR1, lambda *_: finish.set())
     log.info("%s: serving /health /ready /metrics on port %d (pid %d)", svc.name, server.port, os.getpid())
     try:
         svc.loop.run(stop)

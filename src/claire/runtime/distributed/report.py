@@ -43,9 +43,12 @@ def wait_and_report(spec: dict[str, Any], timeout: float = 3600, console: Any = 
         "events": stage.cur,
     })
     if runtime.database_url:
+        # start-up time: storage (sqlalchemy, psycopg) only with a database
         from claire.reporting.period_metrics import performance_rows
-        from claire.storage import Database
-        from claire.storage.performance_metrics import write_performance
+        from claire.storage import Database  # start-up time: SQLAlchemy only for commands with a database
+        from claire.storage.performance_metrics import (
+            write_performance,  # start-up time: SQLAlchemy only for commands with a database
+        )
 
         db = Database(runtime.database_url)
         try:

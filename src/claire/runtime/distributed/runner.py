@@ -16,6 +16,7 @@ the database), :class:`ReportService` (run files) and :class:`MarketDataService`
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import defaultdict
@@ -341,33 +342,80 @@ class StageService(GroupConsumer):
 
 
 class MarketDataService(ServiceLoop):
-    """Publishes market data (files, replayed at ``speed`` times event time, or as fast as it
-    goes) with contiguous sequence numbers, partitioned by symbol; then end_of_data.
+    """Publishes market data with contiguous sequence numbers, partitioned by symbol.
 
-    A producer, not a consumer: its checkpoint is its position in the source, committed with
-    each published chunk, so a restart skips what is already on the bus.
+    Two kinds of source:
+
+    - a replay (files, synthetic bars): published at ``speed`` times event time (or as fast as it
+      goes), then ``end_of_data``. Its checkpoint is its position in the source, committed with
+      each published chunk, so a restart skips what is already on the bus;
+    - a live source (``live``: e.g. :class:`claire.adapters.mexc.MexcMarketData`, an iterable with
+      ``stop()``/``close()``, read in a thread of its own so that chunks go out every 50 ms and a
+      stop is answered at once). It never ends by itself: :attr:`finish` (SIGUSR1 in a service)
+      ends it with ``end_of_data``, ``stop`` (SIGTERM) without (a restart carries on). The
+      checkpoint then also holds the event time of the last published event and the ids
+      published at that time: a restarted source (which replays its warm-up bars) publishes only
+      what comes after, so the stream stays in event-time order and nothing is doubled.
+
+    Per symbol it keeps when the last event came (wall clock) and its event time: the service's
+    freshness (``/ready``, ``/metrics``).
     """
 
+    #: warm-up bars a live source fetches again after a restart (the bars closed while it was down)
+    RESTART_WARMUP = 60
+    #: seconds a live source gets to deliver what it holds once asked to stop
+    STOP_GRACE_S = 10.0
+
     def __init__(self, bus: Bus, events: Iterable[Any], partitions: int = 1, speed: float | None = None,
-                 batch: int = 500, metrics: ServiceMetrics | None = None, name: str = "marketdata") -> None:
+                 batch: int = 500, metrics: ServiceMetrics | None = None, name: str = "marketdata",
+                 live: bool = False, finite: bool = False, symbols: Sequence[str] = ()) -> None:
         super().__init__(name, bus, metrics)
         self.events = events
         self.partitions = partitions
         self.speed = speed
         self.batch = batch
+        self.live = live
+        self.finite = finite  # live: the source ends by itself (a capture replayed): then end_of_data
+        self.symbols = tuple(symbols)  # the subscribed symbols (live): fresh or not from the start
         self.pos = 0
         self.done = False
         self.last_event_ts = 0
+        self.finish = threading.Event()  # live: end the stream with end_of_data
+        self.started_at = time.monotonic()
+        self.last_seen: dict[str, float] = {}  # symbol -> time.monotonic() of its last event
+        self.last_ts: dict[str, int] = {}  # symbol -> event time (ns) of its last event
+        self.per_symbol: dict[str, int] = defaultdict(int)  # symbol -> events published
+        self.error: BaseException | None = None  # what ended a live source, if it failed
+        self._resume_ts = 0  # live: events up to this event time were published before a restart
+        self._resume_ids: set[str] = set()  # ... those of them at exactly that time
+        self._last_ids: list[str] = []  # ids published at the last event time
+        self._closing = threading.Event()  # the loop no longer reads the source's queue
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=10_000)  # live: source thread -> loop
+        self.live_from: int | None = None  # live: ms, the end of the source's warm-up (its history)
+
+    @property
+    def processed(self) -> int:
+        """Events published (the position in the stream)."""
+        return self.pos
 
     def run(self, stop: threading.Event) -> None:
         """Publish from the checkpointed position to the end (or until ``stop``), in chunks of
-        ``batch`` events or 50 ms, paced by event time when ``speed`` is set."""
+        ``batch`` events or 50 ms, paced by event time when ``speed`` is set (a replay)."""
         st = self.restore()
         if st is not None:
             self.pos, self.done = st["pos"], st["done"]
+            self._resume_ts, self._resume_ids = st.get("ts", 0), set(st.get("ids", ()))
+            self.last_event_ts, self._last_ids = self._resume_ts, list(st.get("ids", ()))
+            self.live_from = st.get("live_from")
         if self.done:
             stop.wait()
             return
+        if self.live:
+            self._run_live(stop)
+        else:
+            self._run_replay(stop)
+
+    def _run_replay(self, stop: threading.Event) -> None:
         streams = [partition_stream(MARKET_DATA, i, self.partitions) for i in range(self.partitions)]
         it = iter(self.events)
         for _ in range(self.pos):  # already published before a restart
@@ -375,7 +423,6 @@ class MarketDataService(ServiceLoop):
         buf: list[tuple[str, bytes]] = []
         t_wall0 = time.monotonic()
         t_ev0: int | None = None
-        last = None
         seq = appended = self.pos
         flush_at = time.monotonic() + 0.05
         stopped = False
@@ -397,31 +444,180 @@ class MarketDataService(ServiceLoop):
                         break
             buf.append((streams[partition_of(ev.symbol, self.partitions)], encode(ev)))
             appended = seq
-            last = ev
-            self.last_event_ts = ev.ts_event
+            self._seen(ev)
             if len(buf) >= self.batch or time.monotonic() >= flush_at:
                 self._flush(buf, appended)
                 buf = []
                 flush_at = time.monotonic() + 0.05
         self._flush(buf, appended)
-        if stopped:
-            return
-        ts = last.ts_event if last is not None else self.last_event_ts
+        if not stopped:
+            self._end(streams, appended)
+
+    def _run_live(self, stop: threading.Event) -> None:
+        """Read the live source through a queue (its own thread), publish in chunks of ``batch``
+        events or 50 ms; on ``stop`` or :attr:`finish` ask the source to stop and publish what it
+        still delivers (at most :attr:`STOP_GRACE_S`); with :attr:`finish`, then end_of_data."""
+        streams = [partition_stream(MARKET_DATA, i, self.partitions) for i in range(self.partitions)]
+        src = self.events
+        if self._resume_ts and hasattr(src, "warmup"):  # fetch the bars closed while down again
+            src.warmup = max(int(src.warmup or 0), self.RESTART_WARMUP)
+        q = self._queue
+        reader = threading.Thread(target=self._read_source, args=(src, q), name=f"{self.name}-source", daemon=True)
+        reader.start()
+        buf: list[tuple[str, bytes]] = []
+        appended = self.pos
+        flush_at = time.monotonic() + 0.05
+        stop_asked_at: float | None = None
+        ended = False
+        while True:
+            if stop_asked_at is None and (stop.is_set() or self.finish.is_set()):
+                stop_asked_at = time.monotonic()
+                self._stop_source(src)
+            elif stop_asked_at is not None and time.monotonic() - stop_asked_at > self.STOP_GRACE_S:
+                log.warning("%s: the source did not stop within %.0f s; closing it", self.name, self.STOP_GRACE_S)
+                break
+            try:
+                item = q.get(timeout=max(0.001, flush_at - time.monotonic()))
+            except queue.Empty:
+                item = None
+            if item is _SOURCE_END:
+                ended = True
+                break
+            if item is not None:
+                appended = self._take(item, src, streams, buf, appended)
+            if len(buf) >= self.batch or time.monotonic() >= flush_at:
+                self._flush(buf, appended)
+                buf = []
+                flush_at = time.monotonic() + 0.05
+        self._flush(buf, appended)
+        self._closing.set()
+        close = getattr(src, "close", None)
+        if close is not None:
+            close()
+        reader.join(timeout=5)
+        if self.error is not None and stop_asked_at is None:
+            raise self.error  # the source failed on its own: the service exits non-zero
+        if ended and (self.finish.is_set() or self.finite) and not stop.is_set() and self.error is None:
+            self._end(streams, appended)
+
+    def _take(self, item: Any, src: Any, streams: list[str], buf: list[tuple[str, bytes]], appended: int) -> int:
+        """One item of the live source into ``buf``; the new position. A side output goes to its
+        stream; a market event gets the next seq unless it was published before a restart."""
+        if type(item) is tuple:  # a side output of the source (e.g. a data-quality alert)
+            buf.append((item[0], encode(item[1])))
+            return appended
+        ts, resume_ts = item.ts_event, self._resume_ts
+        if ts < resume_ts or (ts == resume_ts and item.id in self._resume_ids):
+            return appended  # on the bus already (a restarted source repeats its warm-up)
+        if self.live_from is None:  # known once the first event came
+            self.live_from = int(getattr(src, "live_from_ms", None) or 0)
+        appended += 1
+        ev = with_seq(item, appended)
+        buf.append((streams[partition_of(ev.symbol, self.partitions)], encode(ev)))
+        self._seen(ev)
+        return appended
+
+    def side_output(self, stream: str, event: Any) -> None:
+        """Publish ``event`` on ``stream`` (not market data, no seq) in the source's order; called
+        from the source's thread (while it is iterated), e.g. its data-quality alerts."""
+        self._put((stream, event))
+
+    def _put(self, item: Any) -> bool:
+        """Into the queue to the loop, unless the loop is gone."""
+        while not self._closing.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read_source(self, src: Iterable[Any], q: queue.Queue[Any]) -> None:
+        put = self._put
+
+        try:
+            for ev in src:
+                if not put(ev):
+                    return
+        except BaseException as exc:  # handed to the service loop
+            log.exception("%s: the market data source failed", self.name)
+            self.error = exc
+        finally:
+            put(_SOURCE_END)
+
+    def _stop_source(self, src: Any) -> None:
+        stop = getattr(src, "stop", None)
+        if stop is not None:
+            try:
+                stop()
+            except Exception:
+                log.exception("%s: cannot stop the source", self.name)
+
+    def _seen(self, ev: Any) -> None:
+        """Freshness per symbol (and the ids at the last event time, for a live checkpoint)."""
+        sym, ts = ev.symbol, ev.ts_event
+        self.last_seen[sym] = time.monotonic()
+        self.last_ts[sym] = ts
+        self.per_symbol[sym] += 1
+        if self.live:
+            if ts != self.last_event_ts:
+                self._last_ids = []
+            self._last_ids.append(ev.id)
+        self.last_event_ts = ts
+
+    def _end(self, streams: list[str], appended: int) -> None:
+        ts = self.last_event_ts
         eod = Control(id=f"{self.name}:end_of_data", ts_event=ts, ts_recv=ts, kind="end_of_data", seq=appended + 1)
         raw = encode(eod)
         self.done = True
-        self.bus.commit(*self.next_commit(_json.encode({"pos": appended, "done": True}), [(s, raw) for s in streams]))
+        self.bus.commit(*self.next_commit(self._state(appended, True), [(s, raw) for s in streams]))
         log.info("%s: end of data after %d events", self.name, appended)
+
+    def _state(self, pos: int, done: bool) -> bytes:
+        if not self.live:
+            return _json.encode({"pos": pos, "done": done})
+        return _json.encode({"pos": pos, "done": done, "ts": self.last_event_ts, "ids": self._last_ids,
+                             "live_from": self.live_from})
 
     def _flush(self, buf: list[tuple[str, bytes]], pos: int) -> None:
         if not buf:
             return
-        self.bus.commit(*self.next_commit(_json.encode({"pos": pos, "done": False}), buf))
+        self.bus.commit(*self.next_commit(self._state(pos, False), buf))
         self.pos = pos
         counts: dict[str, int] = defaultdict(int)
         for stream, _ in buf:
             counts[stream] += 1
         self.count(self.metrics.events_out, counts)
+
+    # --- freshness ------------------------------------------------------------------------
+    def ages(self, now: float | None = None) -> dict[str, float | None]:
+        """Seconds since each symbol's last event (None: none yet); the subscribed symbols first."""
+        now = time.monotonic() if now is None else now
+        seen = dict(self.last_seen)
+        out: dict[str, float | None] = {s: None for s in self.symbols}
+        for sym, t in seen.items():
+            out[sym] = now - t
+        return out
+
+    def feed_stats(self) -> dict[str, Any]:
+        """What a live MEXC source tells about its data (frames, decode errors, connections,
+        data-quality records); empty for a replay."""
+        feed = getattr(self.events, "feed", None)
+        if feed is None:
+            return {}
+        codec = getattr(feed, "codec", None)
+        stream = getattr(feed, "source", None)
+        skipped = dict(getattr(codec, "skipped", {}) or {})
+        return {
+            "frames": int(getattr(codec, "frames", 0)) - int(skipped.get("undecodable frame", 0)),
+            "decode_errors": skipped,
+            "reconnects": int(getattr(stream, "reconnects", 0)),
+            "connections": int(getattr(stream, "connected", 0)),
+            "quality": list(getattr(feed, "quality", ())),
+        }
+
+
+_SOURCE_END = object()  # the live source ended (or failed)
 
 
 _SKIP_PREFIXES = (b'{"type":"bar"', b'{"type":"trade"', b'{"type":"quote"', b'{"type":"control"')

@@ -13,11 +13,13 @@ one process (see docs/architecture.md).
 from __future__ import annotations
 
 import base64
+import zlib
 from collections import deque
 from typing import Any
 
 import msgspec
 
+from claire.engine.core import TradingCore
 from claire.events import (
     Bar,
     Control,
@@ -57,8 +59,6 @@ def partition_stream(base: str, index: int, partitions: int) -> str:
 
 
 def partition_of(symbol: str, partitions: int) -> int:
-    import zlib
-
     return zlib.crc32(symbol.encode()) % partitions if partitions > 1 else 0
 
 
@@ -263,7 +263,7 @@ class RiskStage:
     def _head(self) -> tuple[int, Event, bytes] | None:
         return merge_head(self.queues, self.cur, self.cur_part, self.partitions)
 
-    def drain(self) -> list[Out]:
+    def drain(self) -> list[Out]:  # noqa: C901 - the risk stage's per-event loop: a split costs a call per market event
         out: list[Out] = []
         while True:
             head = self._head()
@@ -280,16 +280,7 @@ class RiskStage:
             if t is Control:
                 if self._blocked():
                     return out
-                for e in self.risk.flush_delayed(ev.ts_event):
-                    out.append(topic_out(e))
-                if not self.forwarded:
-                    out.append((PIPE_ORDERS, raw))
-                    self.sent += 1
-                    self.forwarded = True
-                for q in self.queues:
-                    q.popleft()
-                self.forwarded = False
-                self.done = True
+                self._on_control(ev, raw, out)  # once, at the end: off the per-event path
                 continue
             # a market event
             if not self.forwarded:
@@ -311,6 +302,19 @@ class RiskStage:
             if not self.lagging and ev.seq > self.mirror_seq:
                 self._mirror_market(ev, out)
             self._risk_out(self.risk.on_market(ev), out)  # type: ignore[arg-type]
+
+    def _on_control(self, ev: Control, raw: bytes, out: list[Out]) -> None:
+        """The end of the market data: flush the delayed orders, forward the control, done."""
+        for e in self.risk.flush_delayed(ev.ts_event):
+            out.append(topic_out(e))
+        if not self.forwarded:
+            out.append((PIPE_ORDERS, raw))
+            self.sent += 1
+            self.forwarded = True
+        for q in self.queues:
+            q.popleft()
+        self.forwarded = False
+        self.done = True
 
     # --- checkpoint -----------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
@@ -472,8 +476,6 @@ class AccountStage:
     """
 
     def __init__(self, core: Any, partitions: int = 1) -> None:
-        from claire.engine.core import TradingCore
-
         self.out: list[Out] = []
         self._ev: Event | None = None  # the market event being handled, and its raw bytes
         self._raw = b""

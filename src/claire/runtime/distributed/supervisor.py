@@ -94,8 +94,9 @@ def start_service(spec_path: Path, name: str, replica: int, log_dir: Path, env: 
     svc_dir = private_dir(log_dir / (f"signal-{replica}" if name == "signal" else name))
     err = os.fdopen(os.open(svc_dir / "stderr.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
     # umask 077: the logs a service writes are the user's alone, like the spec
-    return subprocess.Popen(cmd, stdout=err, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ, **(env or {})}, umask=0o077)
+    # our own interpreter and CLI, argv from our spec, no shell
+    return subprocess.Popen(cmd, stdout=err, stderr=err, stdin=subprocess.DEVNULL,  # noqa: S603
+                            start_new_session=True, env={**os.environ, **(env or {})}, umask=0o077)
 
 
 def up(spec: dict[str, Any], state_dir: Path, fresh: bool = True) -> dict[str, int]:
@@ -134,9 +135,10 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _get(url: str, timeout: float = 1.0) -> tuple[int, dict[str, Any] | None]:
+def _get(port: int, path: str, timeout: float = 1.0) -> tuple[int, dict[str, Any] | None]:
+    """GET ``path`` of a service on this host: (HTTP status, JSON body)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         try:
@@ -155,11 +157,23 @@ def status(state_dir: Path) -> list[dict[str, Any]]:
         name, _, rep = display.partition("-")
         port = port_of(spec, name, int(rep or 0))
         alive = _alive(pid)
-        hcode, health = _get(f"http://127.0.0.1:{port}/health") if alive else (0, None)
-        rcode, ready = _get(f"http://127.0.0.1:{port}/ready") if alive else (0, None)
+        hcode, health = _get(port, "/health") if alive else (0, None)
+        rcode, ready = _get(port, "/ready") if alive else (0, None)
         rows.append({"service": display, "pid": pid, "alive": alive, "port": port,
                      "health": hcode == 200, "ready": rcode == 200, "detail": (health or {}) | (ready or {})})
     return rows
+
+
+def finish(state_dir: Path) -> bool:
+    """End a live run (``--source mexc``): the market data service publishes what its source
+    still holds, then end_of_data (SIGUSR1), and the other services finish the run as after a
+    replay (final snapshot, persisted). False when the service is not running."""
+    pids = json.loads((state_dir / "pids.json").read_text()) if (state_dir / "pids.json").exists() else {}
+    pid = pids.get("marketdata")
+    if pid is None or not _alive(pid):
+        return False
+    os.kill(pid, signal.SIGUSR1)
+    return True
 
 
 def down(state_dir: Path, timeout: float = 20.0) -> dict[str, str]:
