@@ -23,7 +23,7 @@ OPTS = {"reconnect_timeout_s": 20.0, "backoff_base_s": 0.02, "backoff_cap_s": 0.
 
 
 @pytest.mark.parametrize("hard", [True, False], ids=["kill-9", "shutdown"])
-def test_nothing_lost_across_a_restart(tmp_path: Path, hard: bool, caplog: pytest.LogCaptureFixture) -> None:
+def test_nothing_lost_across_a_restart(tmp_path: Path, hard: bool, caplog: pytest.LogCaptureFixture) -> None:  # noqa: C901 - one restart scenario, read top to bottom
     caplog.set_level(logging.WARNING, logger="claire.bus.redis")
     n, batch = 3_000, 20
     with RedisServer(tmp_path, appendonly=True, appendfsync="always") as srv:

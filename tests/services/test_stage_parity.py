@@ -48,7 +48,7 @@ def _market_queues(bars, partitions: int) -> list[deque]:
     return market
 
 
-def run_stages(cfg: RunConfig, bars, seed: int, partitions: int = 1, checkpoint_every: int = 0):
+def run_stages(cfg: RunConfig, bars, seed: int, partitions: int = 1, checkpoint_every: int = 0):  # noqa: C901 - the test's random scheduler over every stage, one loop on purpose
     """Run the four stages over in-memory queues with a random scheduler."""
     ids = IdFactory(cfg.run_key())
     proto = build_core(cfg, lambda e: None, ids)  # the same components, configured the same way
@@ -154,7 +154,7 @@ def test_two_signal_partitions_and_restarts_match_core(data_dir):
     assert isinstance(RiskEvent, type)
 
 
-def run_account(cfg: RunConfig, bars, seed: int, partitions: int = 1, checkpoint_every: int = 0):
+def run_account(cfg: RunConfig, bars, seed: int, partitions: int = 1, checkpoint_every: int = 0):  # noqa: C901 - the test's random scheduler over every stage, one loop on purpose
     """Signal stage(s) -> AccountStage over in-memory queues with a random scheduler; also feeds
     the report's portfolio replica from the account's pipe.order_results."""
     ids = IdFactory(cfg.run_key())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -98,7 +99,8 @@ def test_pg_tools_match_the_server(pg_database):
     try:
         major = bk.server_major(db)
         for tool in ("pg_dump", "pg_restore"):
-            out = os.popen(f"{bk.pg_tool(tool, major)} --version").read()
+            out = subprocess.run([bk.pg_tool(tool, major), "--version"], capture_output=True, text=True,
+                                 check=False).stdout
             assert f") {major}." in out
     finally:
         db.dispose()

@@ -67,8 +67,18 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import psycopg
+import psycopg.sql
+from sqlalchemy.engine import make_url
 
+from claire.bus import make_bus
+from claire.config import DataSettings, RunConfig, RuntimeSettings, StrategySettings
 from claire.events import FILL_STATUS_VALUES
+from claire.events.topics import MARKET_DATA, ORDER_RESULTS, SNAPSHOTS
+from claire.marketdata import open_market_data
+from claire.runtime.distributed import supervisor as sv
+from claire.runtime.distributed.app import spec_from_config, split_secrets
+from claire.storage import Database
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 DEFAULT_PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -147,8 +157,6 @@ def _http_ok(port: int, path: str = "/health", timeout: float = 0.5) -> bool:
 
 def _pg_url(url: str, dbname: str | None = None, driver: bool = False) -> str:
     """The admin URL with another database name; ``driver`` gives the SQLAlchemy form."""
-    from sqlalchemy.engine import make_url
-
     u = make_url(url)
     if dbname is not None:
         u = u.set(database=dbname)
@@ -161,8 +169,6 @@ class _Listener(threading.Thread):
 
     def __init__(self, dsn: str) -> None:
         super().__init__(name="bench-listen", daemon=True)
-        import psycopg
-
         self.conn = psycopg.connect(dsn, autocommit=True)
         self.conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
         self.stop = threading.Event()
@@ -197,13 +203,9 @@ CREATE TRIGGER claire_bench_trade AFTER INSERT ON trades FOR EACH ROW EXECUTE FU
 
 def _prepare_database(admin_url: str, dbname: str) -> str:
     """Create ``dbname``, migrate it, add the notify triggers; returns its SQLAlchemy URL."""
-    import psycopg
-
     with psycopg.connect(_pg_url(admin_url), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{dbname}"')
     url = _pg_url(admin_url, dbname, driver=True)
-    from claire.storage import Database
-
     db = Database(url)
     try:
         db.upgrade()
@@ -220,19 +222,16 @@ def _prepare_database(admin_url: str, dbname: str) -> str:
 
 
 def _drop_database(admin_url: str, dbname: str) -> None:
-    import psycopg
-
     with psycopg.connect(_pg_url(admin_url), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
 
 def _table_counts(url: str) -> dict[str, int]:
-    import psycopg
-
     out = {}
     with psycopg.connect(_pg_url(url), autocommit=True) as conn:
         for t in ("signals", "orders", "trades", "portfolio_snapshots", "risk_events", "dead_letters"):
-            out[t] = int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # type: ignore[index]
+            query = psycopg.sql.SQL("SELECT count(*) FROM {}").format(psycopg.sql.Identifier(t))
+            out[t] = int(conn.execute(query).fetchone()[0])  # type: ignore[index]
     return out
 
 
@@ -269,201 +268,206 @@ def bench_pipeline(n_events: int = 20_000, rate: float | None = None, redis_url:
     profiled run are disturbed by the sampling). ``keep``: keep the database, the bus keys and the
     state dir (logs) for a look afterwards.
     """
-    from claire.bus import make_bus
-    from claire.config import DataSettings, RunConfig, RuntimeSettings, StrategySettings
-    from claire.events.topics import MARKET_DATA, ORDER_RESULTS, SNAPSHOTS
-    from claire.runtime.distributed import supervisor as sv
-    from claire.runtime.distributed.app import spec_from_config, split_secrets
-
     redis_url = redis_url or os.environ.get("CLAIRE_REDIS_URL") or DEFAULT_REDIS
     admin_url = db_url or os.environ.get("CLAIRE_BENCH_PG_URL") or DEFAULT_PG_ADMIN
     token = uuid.uuid4().hex[:10]
-    dbname = f"claire_bench_{token}"
-    prefix = f"claire:{{bench-{token}}}:"
-
-    if data:
-        from claire.marketdata import open_market_data
-
-        paths = [Path(p).resolve() for p in data]
-        evs = list(open_market_data(paths))
-        n = len(evs)
-        span_s = (evs[-1].ts_event - evs[0].ts_event) / 1e9 if n > 1 else 1.0
-        events_per_event_s = (n - 1) / span_s if span_s > 0 else float(n)
-        del evs
-        synthetic = 0
-    else:
-        paths = []
-        per_symbol = max(1, math.ceil(n_events / SYNTH_SYMBOLS))
-        n = per_symbol * SYNTH_SYMBOLS
-        events_per_event_s = SYNTH_SYMBOLS / SYNTH_INTERVAL_S
-        synthetic = per_symbol
+    paths, events_per_event_s, synthetic = _plan_source(data, n_events)
     speed = rate / events_per_event_s if rate else None
-
     cfg = RunConfig(strategy=StrategySettings(name=strategy),
                     data=DataSettings(paths=[str(p) for p in paths], synthetic=synthetic),
                     runtime=RuntimeSettings(run_id=f"bench-{token}"))
-    ports = {name: _free_port() for name in [*sv.START_ORDER, "account"]}
-    db_sqla = None
-    state_dir = Path(tempfile.mkdtemp(prefix="claire-bench-"))
-    bus = make_bus(redis_url, prefix=prefix)
-    client = bus.client  # type: ignore[attr-defined]
-    listener: _Listener | None = None
-    pids: dict[str, int] = {}
-    procs: list[subprocess.Popen] = []
-    spies: list[subprocess.Popen] = []
+    run = _Run(token, admin_url, make_bus(redis_url, prefix=f"claire:{{bench-{token}}}:"))
     result: dict[str, Any] = {}
     try:
-        db_sqla = _prepare_database(admin_url, dbname)
-        listener = _Listener(_pg_url(admin_url, dbname))
-        listener.start()
-        spec = spec_from_config(cfg, bus_url=redis_url, prefix=prefix, database_url=db_sqla, partitions=1,
-                                speed=speed, ports=ports, topology=topology)
-        spec_path = state_dir / "spec.json"
-        public, secret_env = split_secrets(spec)  # passwords reach the services by environment only
-        sv.private_dir(state_dir)
-        sv.write_private(spec_path, json.dumps(public, indent=2))
-        sv.create_groups(bus, 1, report=False, topology=topology)
-        # the bench's own groups: never read, so the streams keep every entry until we read them
-        for s in (MARKET_DATA, ORDER_RESULTS, SNAPSHOTS):
-            bus.ensure_group(s, "bench", "0")
-        redis_cpu0 = _redis_cpu(client)
+        run.db_sqla = _prepare_database(admin_url, run.dbname)
+        run.listener = _Listener(_pg_url(admin_url, run.dbname))
+        run.listener.start()
+        ports = {name: _free_port() for name in [*sv.START_ORDER, "account"]}
+        spec = spec_from_config(cfg, bus_url=redis_url, prefix=run.prefix, database_url=run.db_sqla,
+                                partitions=1, speed=speed, ports=ports, topology=topology)
+        redis_cpu0 = _redis_cpu(run.client)
         load_before = os.getloadavg()
-        log_dir = state_dir / "logs"
-        services = sv.service_list(1, topology)
-        for name, replica, display in services:
-            if name == "marketdata":
-                continue
-            p = sv.start_service(spec_path, name, replica, log_dir, env=secret_env)
-            procs.append(p)
-            pids[display] = p.pid
-        _wait_healthy(spec, [(n_, r) for n_, r, _ in services if n_ != "marketdata"], procs, timeout=60)
-        md = sv.start_service(spec_path, "marketdata", 0, log_dir, env=secret_env)
-        procs.append(md)
-        pids["marketdata"] = md.pid
-        sv.write_private(state_dir / "pids.json", json.dumps(pids, indent=2))
+        run.start(spec, topology)
         if profile_dir is not None:
-            spies = _start_profilers(profile_dir, pids)
-
-        t_start = time.monotonic()
-        deadline = t_start + timeout
-        while True:
-            cp = bus.load_checkpoint("writer")
-            if cp is not None and b"final_persisted" in cp[1]:
-                break
-            for p in procs:
-                if p.poll() is not None:
-                    raise RuntimeError(f"service pid {p.pid} exited with {p.returncode}; logs: {log_dir}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"pipeline not done after {timeout:.0f}s; logs: {log_dir}")
-            time.sleep(0.05)
-        time.sleep(0.3)  # let the last notifications arrive
-        mem = {d: _proc_status(pid) for d, pid in pids.items()}
-        redis_cpu = round(_redis_cpu(client) - redis_cpu0, 2)
-        for spy in spies:
-            spy.send_signal(2)
-        sv.down(state_dir)
-        for p in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(timeout=5)
-        for spy in spies:
-            try:
-                spy.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                spy.kill()
-
-        # --- publish times from the streams ------------------------------------------------
-        md_entries = _read_stream(client, prefix + MARKET_DATA)
-        market_ms: dict[int, int] = {}
-        for mid, payload in md_entries:
-            if payload.startswith(b'{"type":"control"'):
-                continue
-            market_ms[_seq_decoder.decode(payload).seq] = _id_ms(mid)
-        if not market_ms:
-            raise RuntimeError("no market events on the stream")
-        first_pub_ms = min(market_ms.values())
-        last_pub_ms = max(market_ms.values())
-        fills: list[tuple[str, int, int]] = []  # (fill id, seq, publish ms)
-        for mid, payload in _read_stream(client, prefix + ORDER_RESULTS):
-            if not payload.startswith(b'{"type":"order_result"'):
-                continue
-            f = _fill_decoder.decode(payload)
-            if f.status in FILL_STATUS_VALUES:
-                fills.append((f.id, f.seq, _id_ms(mid)))
-        final_ms = None
-        for mid, payload in _read_stream(client, prefix + SNAPSHOTS):
-            if b'"reason":"final"' in payload:
-                final_ms = _id_ms(mid)
-        lat_pub = [float(ms - market_ms[seq]) for _, seq, ms in fills if seq in market_ms]
-        assert listener is not None
-        lat_db = [listener.trades[fid] * 1000 - market_ms[seq] for fid, seq, _ in fills
-                  if fid in listener.trades and seq in market_ms]
-        end_s = listener.last_commit
-        seconds = end_s - first_pub_ms / 1000
-        counts = _table_counts(db_sqla)
-        result = {
-            "bench": "pipeline",
-            "events": len(market_ms),
+            run.spies = _start_profilers(profile_dir, run.pids)
+        run.wait_done(timeout)
+        mem = {d: _proc_status(pid) for d, pid in run.pids.items()}
+        redis_cpu = round(_redis_cpu(run.client) - redis_cpu0, 2)
+        run.stop()
+        result = run.measure(run.listener)
+        result.update({
             "rate_target": rate if rate else "max",
             "speed": round(speed, 3) if speed else None,
             "source": "files" if paths else "synthetic",
             "strategy": strategy,
             "topology": topology,
-            "seconds": round(seconds, 3),
-            "throughput_eps": round(len(market_ms) / seconds, 1) if seconds > 0 else None,
-            "pipeline_eps": round(len(market_ms) / ((final_ms - first_pub_ms) / 1000), 1)
-            if final_ms and final_ms > first_pub_ms else None,
-            "publish_eps": round(len(market_ms) / ((last_pub_ms - first_pub_ms) / 1000), 1)
-            if last_pub_ms > first_pub_ms else None,
-            "fills": len(fills),
-            "latency_fill_published_ms": percentiles(lat_pub),
-            "latency_fill_persisted_ms": percentiles(lat_db),
-            "db_rows": counts,
             "services": mem,
             "max_service_hwm_mb": max((m.get("VmHWM", 0.0) for m in mem.values()), default=0.0),
             "redis_cpu_s": redis_cpu,
-            "redis": _redis_info(client),
+            "redis": _redis_info(run.client),
             "profiled": profile_dir is not None,
             "python": sys.version.split()[0],
             "cpus": os.cpu_count(),
             # the machine's 1-minute load before and after: other work running meanwhile skews the figures
             "loadavg_1m": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-        }
+        })
         return result
     finally:
-        if pids:
+        run.close(keep, result)
+
+
+def _plan_source(data: list[Path] | None, n_events: int) -> tuple[list[Path], float, int]:
+    """(bar files, market events per second of event time, synthetic bars per symbol)."""
+    if not data:
+        per_symbol = max(1, math.ceil(n_events / SYNTH_SYMBOLS))
+        return [], SYNTH_SYMBOLS / SYNTH_INTERVAL_S, per_symbol
+    paths = [Path(p).resolve() for p in data]
+    evs = list(open_market_data(paths))
+    n = len(evs)
+    span_s = (evs[-1].ts_event - evs[0].ts_event) / 1e9 if n > 1 else 1.0
+    return paths, (n - 1) / span_s if span_s > 0 else float(n), 0
+
+
+def _eps(events: int, first_ms: int, last_ms: int | None) -> float | None:
+    """Events per second between two publish times (ms); None without a positive span."""
+    if last_ms is None or last_ms <= first_ms:
+        return None
+    return round(events / ((last_ms - first_ms) / 1000), 1)
+
+
+class _Run:
+    """One bench run's resources: the database, the bus keys, the state dir, the processes."""
+
+    def __init__(self, token: str, admin_url: str, bus: Any) -> None:
+        self.admin_url = admin_url
+        self.dbname = f"claire_bench_{token}"
+        self.prefix = f"claire:{{bench-{token}}}:"
+        self.bus = bus
+        self.client = bus.client
+        self.state_dir = Path(tempfile.mkdtemp(prefix="claire-bench-"))
+        self.log_dir = self.state_dir / "logs"
+        self.db_sqla: str | None = None
+        self.listener: _Listener | None = None
+        self.pids: dict[str, int] = {}
+        self.procs: list[subprocess.Popen] = []
+        self.spies: list[subprocess.Popen] = []
+
+    def start(self, spec: dict[str, Any], topology: str) -> None:
+        """Every service but market data, healthy; then market data (see the module docstring)."""
+        spec_path = self.state_dir / "spec.json"
+        public, secret_env = split_secrets(spec)  # passwords reach the services by environment only
+        sv.private_dir(self.state_dir)
+        sv.write_private(spec_path, json.dumps(public, indent=2))
+        sv.create_groups(self.bus, 1, report=False, topology=topology)
+        # the bench's own groups: never read, so the streams keep every entry until we read them
+        for s in (MARKET_DATA, ORDER_RESULTS, SNAPSHOTS):
+            self.bus.ensure_group(s, "bench", "0")
+        services = [s for s in sv.service_list(1, topology) if s[0] != "marketdata"]
+        for name, replica, display in services:
+            self._add(display, sv.start_service(spec_path, name, replica, self.log_dir, env=secret_env))
+        _wait_healthy(spec, [(n_, r) for n_, r, _ in services], self.procs, timeout=60)
+        self._add("marketdata", sv.start_service(spec_path, "marketdata", 0, self.log_dir, env=secret_env))
+        sv.write_private(self.state_dir / "pids.json", json.dumps(self.pids, indent=2))
+
+    def _add(self, display: str, proc: subprocess.Popen) -> None:
+        self.procs.append(proc)
+        self.pids[display] = proc.pid
+
+    def wait_done(self, timeout: float) -> None:
+        """Until the writer has checkpointed ``final_persisted``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            cp = self.bus.load_checkpoint("writer")
+            if cp is not None and b"final_persisted" in cp[1]:
+                break
+            for p in self.procs:
+                if p.poll() is not None:
+                    raise RuntimeError(f"service pid {p.pid} exited with {p.returncode}; logs: {self.log_dir}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"pipeline not done after {timeout:.0f}s; logs: {self.log_dir}")
+            time.sleep(0.05)
+        time.sleep(0.3)  # let the last notifications arrive
+
+    def stop(self) -> None:
+        for spy in self.spies:
+            spy.send_signal(2)
+        sv.down(self.state_dir)
+        for p in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=5)
+        for spy in self.spies:
+            try:
+                spy.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+
+    def measure(self, listener: _Listener) -> dict[str, Any]:
+        """Publish times from the streams, commit times from the listener, rows from the database."""
+        market_ms: dict[int, int] = {}
+        for mid, payload in _read_stream(self.client, self.prefix + MARKET_DATA):
+            if not payload.startswith(b'{"type":"control"'):
+                market_ms[_seq_decoder.decode(payload).seq] = _id_ms(mid)
+        if not market_ms:
+            raise RuntimeError("no market events on the stream")
+        first_pub_ms = min(market_ms.values())
+        fills: list[tuple[str, int, int]] = []  # (fill id, seq, publish ms)
+        for mid, payload in _read_stream(self.client, self.prefix + ORDER_RESULTS):
+            if payload.startswith(b'{"type":"order_result"'):
+                f = _fill_decoder.decode(payload)
+                if f.status in FILL_STATUS_VALUES:
+                    fills.append((f.id, f.seq, _id_ms(mid)))
+        final_ms = None
+        for mid, payload in _read_stream(self.client, self.prefix + SNAPSHOTS):
+            if b'"reason":"final"' in payload:
+                final_ms = _id_ms(mid)
+        lat_pub = [float(ms - market_ms[seq]) for _, seq, ms in fills if seq in market_ms]
+        lat_db = [listener.trades[fid] * 1000 - market_ms[seq] for fid, seq, _ in fills
+                  if fid in listener.trades and seq in market_ms]
+        seconds = listener.last_commit - first_pub_ms / 1000
+        n = len(market_ms)
+        return {
+            "bench": "pipeline",
+            "events": n,
+            "seconds": round(seconds, 3),
+            "throughput_eps": round(n / seconds, 1) if seconds > 0 else None,
+            "pipeline_eps": _eps(n, first_pub_ms, final_ms),
+            "publish_eps": _eps(n, first_pub_ms, max(market_ms.values())),
+            "fills": len(fills),
+            "latency_fill_published_ms": percentiles(lat_pub),
+            "latency_fill_persisted_ms": percentiles(lat_db),
+            "db_rows": _table_counts(self.db_sqla or ""),
+        }
+
+    def close(self, keep: bool, result: dict[str, Any]) -> None:
+        """Stop what still runs; drop the database, the bus keys and the state dir unless ``keep``
+        (then ``result`` names them)."""
+        if self.pids:
             with contextlib.suppress(Exception):
-                sv.down(state_dir, timeout=10)
-        for p in procs:
+                sv.down(self.state_dir, timeout=10)
+        for p in [*self.procs, *self.spies]:
             if p.poll() is None:
                 p.kill()
-        for spy in spies:
-            if spy.poll() is None:
-                spy.kill()
-        if listener is not None:
-            listener.close()
+        if self.listener is not None:
+            self.listener.close()
+        if keep:
+            self.bus.close()
+            result.update(kept_prefix=self.prefix, state_dir=str(self.state_dir))
+            if self.db_sqla is not None:
+                result["kept_database"] = self.dbname
+            return
         try:
-            if keep:
-                result["kept_prefix"] = prefix
-            else:
-                sv.purge(bus)
+            sv.purge(self.bus)
         finally:
-            bus.close()
-        if db_sqla is not None and not keep:
-            _drop_database(admin_url, dbname)
-        elif db_sqla is not None:
-            result["kept_database"] = dbname
-        if not keep:
-            shutil.rmtree(state_dir, ignore_errors=True)
-        else:
-            result["state_dir"] = str(state_dir)
+            self.bus.close()
+        if self.db_sqla is not None:
+            _drop_database(self.admin_url, self.dbname)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
 def _wait_healthy(spec: dict[str, Any], services: list[tuple[str, int]], procs: list[subprocess.Popen],
                   timeout: float) -> None:
-    from claire.runtime.distributed.supervisor import port_of
-
     deadline = time.monotonic() + timeout
-    waiting = {port_of(spec, name, rep) for name, rep in services}
+    waiting = {sv.port_of(spec, name, rep) for name, rep in services}
     while waiting:
         waiting = {p for p in waiting if not _http_ok(p)}
         for proc in procs:
@@ -480,9 +484,10 @@ def _start_profilers(profile_dir: Path, pids: dict[str, int]) -> list[subprocess
     profile_dir.mkdir(parents=True, exist_ok=True)
     out = []
     for display, pid in pids.items():
-        out.append(subprocess.Popen([exe, "record", "--pid", str(pid), "--rate", "200", "--nonblocking",
-                                     "--format", "raw", "--output", str(profile_dir / f"{display}.txt")],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        argv = [exe, "record", "--pid", str(pid), "--rate", "200", "--nonblocking",
+                "--format", "raw", "--output", str(profile_dir / f"{display}.txt")]
+        out.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL,  # noqa: S603 - py-spy with our own argv, no shell
+                                    stderr=subprocess.DEVNULL))
     return out
 
 

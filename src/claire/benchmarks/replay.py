@@ -4,12 +4,16 @@ Every figure is measured on the path of the real command, never on a shortcut of
 
 - **imports**: a fresh interpreter imports the modules the real ``claire backtest`` command
   imports (found once per scenario with ``python -X importtime`` on that very command line);
-- **load**, **engine**, **run files**: in this process, through the functions the command
-  calls (``config.make_config``, ``marketdata.open_market_data``, ``engine.backtest.run_backtest``
-  with the command's chunked progress callback), the garbage collector as the command has it
-  (on, default thresholds; a collection between runs, outside the clock);
-- **process**: the wall clock of the real command as a subprocess, and its peak memory
-  (``ru_maxrss`` of that child).
+- **load**, **engine**, **run files**: in this process, through what ``claire backtest
+  --no-progress`` runs (``config.make_config``, ``marketdata.open_market_data``,
+  ``runtime.backtest.run_backtest`` with the lean recorder, ``keep_events=False``, and the
+  garbage collector paused by it, as in the command; between runs, outside the clock, the
+  collector is restored to a fresh process's state: ``gc.unfreeze`` and a collection);
+- **process**: wall clock, CPU (user + system) and peak memory (``ru_maxrss``) of the real
+  command, started by a small launcher (a fresh interpreter that imports only ``os`` and
+  ``time``): the peak of a child counts the pages of the process it was forked from, so a
+  child forked from this process (which holds the in-process runs) would report their
+  memory too.
 
 Each figure is the median of ``repeat`` runs (all runs are in the JSON), runs of the
 scenarios alternate, and every command line that was measured is printed with its figures.
@@ -24,6 +28,7 @@ import importlib
 import json
 import os
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -65,7 +70,7 @@ def backtest_argv(files: list[Path], strategy: str, risk: str, out: Path) -> lis
     argv = [*claire_argv(), "backtest"]
     for p in files:
         argv += ["--data", _shown(p)]
-    return [*argv, "--strategy", strategy, "--risk", risk, "--out", str(out)]
+    return [*argv, "--strategy", strategy, "--risk", risk, "--out", str(out), "--no-progress"]
 
 
 def _median(xs: list[float]) -> float:
@@ -84,7 +89,8 @@ def command_imports(argv: list[str]) -> list[str]:
     command started as its console script starts it)."""
     args = argv[1:] if argv[0] != sys.executable else argv[3:]  # after `claire` / `python -m claire.cli.main`
     cmd = [sys.executable, "-X", "importtime", "-c", _AS_SCRIPT, *args]
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,  # noqa: S603 - our own interpreter and CLI, no shell
+                          check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{shlex.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     mods: list[str] = []
@@ -117,7 +123,8 @@ print(time.perf_counter() - t, failed)
 
 def time_imports(mods: list[str]) -> tuple[float, int]:
     """Seconds a fresh interpreter takes to import ``mods`` (after its own start-up), failures."""
-    proc = subprocess.run([sys.executable, "-c", _IMPORT_TIMER, *mods], capture_output=True, text=True, check=True)
+    proc = subprocess.run([sys.executable, "-c", _IMPORT_TIMER, *mods],  # noqa: S603 - our own interpreter, module names, no shell
+                          capture_output=True, text=True, check=True)
     secs, failed = proc.stdout.split()
     return float(secs), int(failed)
 
@@ -126,23 +133,31 @@ def time_imports(mods: list[str]) -> tuple[float, int]:
 
 
 def run_in_process(files: list[Path], strategy: str, risk: str, out: Path) -> dict[str, Any]:
-    """One `claire backtest` in this process, through the command's own functions, phase by phase."""
+    """One `claire backtest --no-progress` in this process, phase by phase: the steps of
+    ``run_backtest_cli`` without a database (lean recorder, GC paused by ``run_backtest``,
+    summary.json written)."""
     from claire.config import RunOptions, make_config
     from claire.marketdata import open_market_data
     from claire.runtime.backtest import run_backtest
 
     cfg = make_config(RunOptions(data=list(files), strategy=strategy, risk=risk, out=out))
-    gc.collect()  # the previous run's garbage, outside the clock
+    # a fresh process's collector: nothing frozen by the previous run, its garbage collected
+    gc.unfreeze()
+    gc.collect()
     t0 = time.perf_counter()
     data = open_market_data(cfg.data.paths, cfg.data.symbol)
+    getattr(data, "count", None)
     t1 = time.perf_counter()
-    result = run_backtest(cfg, events=data, progress=lambda n: None)  # chunked, as the command runs it
+    result = run_backtest(cfg, events=data, forward=None, keep_events=False)
+    result.summary["engine_seconds"] = round(result.seconds, 3)
+    result.summary["events_per_sec"] = round(result.events / result.seconds) if result.seconds else None
+    (out / "summary.json").write_text(json.dumps(result.summary, indent=2, default=str) + "\n")
     t2 = time.perf_counter()
     rec = result.recorder
     return {
         "load": t1 - t0, "engine": result.seconds, "run_files": (t2 - t1) - result.seconds, "bars": result.events,
-        "signals": len(rec.signals), "orders": len(rec.orders), "fills": len(rec.fills),
-        "snapshots": len(rec.snapshots), "risk_events": len(rec.risk_events),
+        "signals": rec.signal_count, "orders": rec.order_count, "fills": len(rec.fills),
+        "snapshots": rec.snapshot_count, "risk_events": len(rec.risk_events),
         "final_equity": str(result.portfolio.equity().quantize(Decimal("0.01"))),
     }
 
@@ -150,18 +165,41 @@ def run_in_process(files: list[Path], strategy: str, risk: str, out: Path) -> di
 # --- the real command -------------------------------------------------------------------------
 
 
-def run_command(argv: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB, ``ru_maxrss`` of this child alone) of one run of ``argv``."""
-    with tempfile.TemporaryFile() as err:
-        t = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            err.seek(0)
-            raise RuntimeError(f"{shlex.join(argv)} failed ({proc.returncode}):\n{err.read().decode()[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
+#: Started as ``python -S -c _LAUNCHER argv...``: runs ``argv`` once (stdout to /dev/null, stderr
+#: to fd 3 of its own) and prints wall seconds, user + system CPU seconds, peak RSS in KiB and the
+#: exit code of that child. A launcher of ~10 MB instead of this process: a child's ``ru_maxrss``
+#: includes the pages of the process it was forked from.
+_LAUNCHER = """
+import os, sys, time
+argv = sys.argv[1:]
+t = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, 1)
+        os.execv(argv[0], argv)
+    finally:
+        os._exit(127)
+_, status, ru = os.wait4(pid, 0)
+wall = time.perf_counter() - t
+print(wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_command(argv: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS (MB, ``ru_maxrss``) of one run of
+    ``argv``, started by a small launcher process (see ``_LAUNCHER``)."""
+    argv = [*argv]
+    if not os.path.isabs(argv[0]):
+        argv[0] = shutil.which(argv[0]) or argv[0]
+    cmd = [sys.executable, "-S", "-c", _LAUNCHER, *argv]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603 - our own interpreter and CLI, no shell
+    parts = proc.stdout.split()
+    if proc.returncode != 0 or len(parts) != 4 or parts[3] != "0":
+        raise RuntimeError(f"{shlex.join(argv)} failed ({parts[3] if len(parts) == 4 else proc.returncode}):\n"
+                           f"{proc.stderr[-2000:]}")
+    return float(parts[0]), float(parts[1]), int(parts[2]) / 1024
 
 
 # --- the benchmark ----------------------------------------------------------------------------
@@ -190,14 +228,15 @@ def bench_replay(files: list[Path] | None = None, strategy: str | None = None, r
             say(f"[{strat} --risk {rk}] finding the command's imports: python -X importtime ...")
             scen.append({"name": f"{strat} --risk {rk}", "strategy": strat, "risk": rk, "argv": argv,
                          "modules": command_imports(argv), "runs": {k: [] for k in
-                         ("imports", "load", "engine", "run_files", "process", "max_rss_mb", "command_engine")}})
+                         ("imports", "load", "engine", "run_files", "process", "process_cpu", "max_rss_mb",
+                          "command_engine")}})
         # what the command imports is timed on its own (a fresh interpreter): here it is imported
         # before the clock runs, so that no phase in this process pays for a first import
         for sc in scen:
             for m in sc["modules"]:
                 try:
                     importlib.import_module(m)
-                except Exception:  # counted by the imports phase
+                except Exception:  # noqa: S112 - counted by the imports phase (import_failures)
                     continue
         for r in range(repeat):  # the scenarios alternate, run after run
             for i, sc in enumerate(scen):
@@ -209,8 +248,9 @@ def bench_replay(files: list[Path] | None = None, strategy: str | None = None, r
                 for k in ("load", "engine", "run_files"):
                     sc["runs"][k].append(one.pop(k))
                 sc["result"] = one
-                wall, rss = run_command(sc["argv"])
+                wall, cpu, rss = run_command(sc["argv"])
                 sc["runs"]["process"].append(wall)
+                sc["runs"]["process_cpu"].append(cpu)
                 sc["runs"]["max_rss_mb"].append(rss)
                 # the engine time the command itself measured (its summary.json): a cross-check
                 summary = json.loads((Path(sc["argv"][sc["argv"].index("--out") + 1]) / "summary.json").read_text())
@@ -231,6 +271,9 @@ def bench_replay(files: list[Path] | None = None, strategy: str | None = None, r
                 "phases": phases,
                 "process": {"seconds": round(med["process"], 4), "bars_per_sec": _rate(bars, med["process"]),
                             "runs": [round(x, 4) for x in runs["process"]],
+                            # user + system CPU of the command (less load-dependent than the wall)
+                            "cpu_seconds": round(med["process_cpu"], 4),
+                            "cpu_runs": [round(x, 4) for x in runs["process_cpu"]],
                             # interpreter start-up, argument parsing, summary, output: the rest of the
                             # wall clock (medians of different runs: it can come out < 0 under load)
                             "other_seconds": round(med["process"] - measured, 4),
@@ -242,7 +285,8 @@ def bench_replay(files: list[Path] | None = None, strategy: str | None = None, r
                                "runs": [round(x, 1) for x in runs["max_rss_mb"]]},
                 "imported_modules": len(sc["modules"]),
                 "import_failures": sc["import_failures"],
-                "in_process": "make_config + open_market_data + run_backtest (the command's functions; GC on)",
+                "in_process": "make_config + open_market_data + run_backtest(keep_events=False), GC paused by "
+                              "run_backtest, summary.json (what `claire backtest --no-progress` runs)",
                 **sc["result"],
             })
     res["scenarios"] = out
@@ -265,10 +309,12 @@ def format_report(res: dict[str, Any]) -> str:
             lines.append(f"  {name:<10} {ph['seconds']:8.3f} s  {ph['bars_per_sec'] or 0:>12,} bars/s")
         pr = sc["process"]
         lines.append(f"  {'process':<10} {pr['seconds']:8.3f} s  {pr['bars_per_sec'] or 0:>12,} bars/s  "
-                     f"(wall clock of the command; start-up and output {pr['other_seconds']:.3f} s)")
+                     f"(wall clock of the command; start-up and output {pr['other_seconds']:.3f} s; "
+                     f"CPU {pr['cpu_seconds']:.3f} s)")
         lines.append(f"  {'':<10} {pr['engine_seconds']:8.3f} s  {pr['engine_bars_per_sec'] or 0:>12,} bars/s  "
                      "(engine, as the command reports it: engine_seconds of its summary.json)")
-        lines.append(f"  peak memory {sc['max_rss_mb']['median']} MB (max {sc['max_rss_mb']['max']} MB, ru_maxrss)")
+        lines.append(f"  peak memory {sc['max_rss_mb']['median']} MB (max {sc['max_rss_mb']['max']} MB, ru_maxrss of the "
+                     "command started from a small launcher)")
     lines.append("")
     lines.append(f"this benchmark: {res['command']}")
     return "\n".join(lines)

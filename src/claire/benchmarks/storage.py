@@ -13,11 +13,13 @@ under its own run ids and removes them unless ``keep=True``).
 from __future__ import annotations
 
 import os
+import random
 import time
 import uuid
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from sqlalchemy import text
 
 from claire.events import (
@@ -55,9 +57,7 @@ BASE = {
 
 def make_events(n: int, seed: int = 7) -> list[Any]:
     """About ``n`` events of a realistic mix, in pipeline order."""
-    import random
-
-    rnd = random.Random(seed)
+    rnd = random.Random(seed)  # noqa: S311 - reproducible bench data, not security
     out: list[Any] = []
     i = 0
     qty = {s: Decimal(0) for s in SYMBOLS}
@@ -404,8 +404,7 @@ def _populate(db: Database, rows: int, tag: str) -> dict[str, Any]:
 def _cleanup(db: Database, tag: str) -> None:
     with db.begin() as conn:
         for t in ("risk_events", "positions", "signals"):
-            col = "run_id"
-            conn.execute(text(f"DELETE FROM {t} WHERE {col} LIKE :p"), {"p": tag + "-%"})
+            conn.execute(text(f"DELETE FROM {t} WHERE run_id LIKE :p"), {"p": tag + "-%"})  # noqa: S608 - fixed table names, the value is bound
         conn.execute(text("DELETE FROM runs WHERE id LIKE :p"), {"p": tag + "-%"})
 
 
@@ -421,8 +420,6 @@ def query_latency(url: str, rows: int = 1_000_000, repeats: int = 300, keep: boo
     Per query: ``client_*``: round trip through psycopg on one connection, all rows fetched
     (what a dashboard pays; no ORM); ``server_*``: the executor's own time from EXPLAIN ANALYZE;
     p50/p95/p99 in ms, and the index the plan uses."""
-    import psycopg
-
     db = Database(url)
     tag = f"qb{uuid.uuid4().hex[:8]}"
     try:

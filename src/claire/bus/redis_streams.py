@@ -76,7 +76,7 @@ T = TypeVar("T")
 
 ENV_URL = "CLAIRE_REDIS_URL"
 ENV_USERNAME = "REDIS_USERNAME"
-ENV_PASSWORD = "REDIS_PASSWORD"
+ENV_PASSWORD = "REDIS_PASSWORD"  # noqa: S105 - the name of the environment variable, not a password
 
 F_PAYLOAD = b"payload"
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})

@@ -27,6 +27,7 @@ def _fail(msg: str, code: int = 2) -> None:
 
 
 def _open(url: str | None):
+    # start-up time: storage (sqlalchemy, alembic) only when a db command runs, not for claire --help
     from claire.storage.database import Database, StorageError, default_url
 
     try:
@@ -38,6 +39,7 @@ def _open(url: str | None):
 
 
 def _guard(fn, *args, **kw):
+    # start-up time: storage (sqlalchemy, alembic) only when a db command runs, not for claire --help
     import sqlite3
 
     from sqlalchemy.exc import OperationalError
@@ -56,6 +58,7 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def _label(rev: str | None) -> str:
+    # start-up time: storage (sqlalchemy, alembic) only when a db command runs, not for claire --help
     from claire.storage import migrate
 
     if rev is None:
@@ -113,6 +116,7 @@ def current(url: UrlOpt = None) -> None:
 @app.command()
 def history(url: UrlOpt = None) -> None:
     """List the migrations, oldest first, marking the one the database is at."""
+    # start-up time: storage (sqlalchemy, alembic) only when a db command runs, not for claire --help
     from claire.storage import migrate
     from claire.storage.database import Database, StorageError, default_url
 
@@ -141,6 +145,7 @@ def prune(
     url: UrlOpt = None,
 ) -> None:
     """Delete rows past retention (S6); trades and snapshots are kept for good."""
+    # start-up time: storage (sqlalchemy, alembic) only when a db command runs, not for claire --help
     from claire.storage.queries import prune as do_prune
 
     db = _open(url)
@@ -167,6 +172,7 @@ def backup(
     url: UrlOpt = None,
 ) -> None:
     """Back up the database into DIR/claire-YYYYmmdd-HHMMSS.{dump,sqlite}; prints its path last."""
+    # start-up time: storage (sqlalchemy, alembic) only when a db command runs, not for claire --help
     from claire.storage import backup as bk
 
     db = _open(url)
@@ -184,6 +190,7 @@ def restore(
     url: UrlOpt = None,
 ) -> None:
     """Restore the whole database (replacing it) or one table's data from a backup."""
+    # start-up time: storage (sqlalchemy, alembic) only when a db command runs, not for claire --help
     from claire.storage import backup as bk
 
     db = _open(url)

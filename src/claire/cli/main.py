@@ -15,6 +15,7 @@ import typer.core
 from rich.console import Console
 from rich.table import Table
 
+from claire.cli.live import register as _register_live
 from claire.config.options import RunOptions
 
 
@@ -23,28 +24,32 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     down, port busy): one line on stderr and exit 2, never a traceback."""
     errors: list[type[BaseException]] = [ValueError, OSError]
     try:
-        from claire.storage.database import StorageError
+        from claire.storage.database import (
+            StorageError,  # start-up time: SQLAlchemy only for commands with a database
+        )
 
         errors.append(StorageError)
     except ImportError:  # pragma: no cover - storage not installed
         pass
-    from claire.bus.base import BusError
+    from claire.bus.base import BusError  # start-up time: redis only for commands with a bus
 
     errors.append(BusError)
     try:
-        from sqlalchemy.exc import OperationalError
+        from sqlalchemy.exc import (
+            OperationalError,  # start-up time: SQLAlchemy only for commands with a database
+        )
 
         errors.append(OperationalError)
     except ImportError:  # pragma: no cover
         pass
     try:
-        import redis
+        import redis  # start-up time: redis only for commands with a bus
 
         errors.append(redis.exceptions.ConnectionError)
     except ImportError:  # pragma: no cover
         pass
     try:
-        import psycopg
+        import psycopg  # start-up time: the PostgreSQL driver only for PostgreSQL
 
         errors.append(psycopg.OperationalError)
     except ImportError:  # pragma: no cover
@@ -58,7 +63,9 @@ def error_text(exc: BaseException) -> str:
         where = f"{exc.filename}: " if exc.filename is not None else ""
         return f"{where}{exc.strerror}"
     try:
-        from claire.storage.database import one_line
+        from claire.storage.database import (
+            one_line,  # start-up time: SQLAlchemy only for commands with a database
+        )
 
         text = one_line(exc) if exc.__class__.__module__.startswith("sqlalchemy") else str(exc)
     except ImportError:  # pragma: no cover
@@ -127,7 +134,10 @@ def check_out_dir(path: Path | None, opt: str = "--out") -> None:
 
 def check_database(url: str, opt: str = "--db") -> None:
     """Refuse a malformed, unsupported or unreachable database URL before the run starts."""
-    from claire.storage.database import Database, StorageError
+    from claire.storage.database import (  # start-up time: SQLAlchemy only for commands with a database
+        Database,
+        StorageError,
+    )
 
     try:
         db = Database(url)
@@ -159,7 +169,7 @@ def check_port(port: int, opt: str = "--port", host: str = "127.0.0.1") -> None:
 
 def check_redis(url: str, opt: str = "--redis") -> None:
     """Ping Redis once (short timeouts): refuse it down or refusing the credentials."""
-    import redis
+    import redis  # start-up time: redis only for commands with a bus
 
     from claire.bus import make_bus
 
@@ -195,7 +205,9 @@ def check_data(cfg: Any) -> None:
     """Open the market data files of ``cfg`` once: a bad file is refused here, with its reason,
     before anything starts (the distributed services read them in other processes)."""
     if cfg.data.paths:
-        from claire.marketdata import open_market_data
+        from claire.marketdata import (
+            open_market_data,  # start-up time: pyarrow only for commands that read data
+        )
 
         open_market_data(cfg.data.paths, cfg.data.symbol)
 
@@ -242,7 +254,10 @@ def _run_options(params: dict[str, Any]) -> RunOptions:
 def run_config(opts: RunOptions, **from_env: bool) -> Any:
     """The configuration tree of ``opts`` (every bad value named in one line, exit 2), its
     --out directory checked writable before any work is done. ``from_env``: see make_config."""
-    from claire.config import ConfigError, make_config
+    from claire.config import (  # start-up time: the configuration only for the commands that need it
+        ConfigError,
+        make_config,
+    )
 
     try:
         cfg = make_config(opts, **from_env)
@@ -302,7 +317,9 @@ def backtest(
     cfg = run_config(opts)
     if opts.db is not None:
         check_database(opts.db)
-    from claire.runtime.backtest import run_backtest_cli
+    from claire.runtime.backtest import (
+        run_backtest_cli,  # start-up time: the core and its readers only for the command that runs them
+    )
 
     summary = run_backtest_cli(cfg, progress=progress and not json_out, console=console)
     if json_out:
@@ -310,7 +327,7 @@ def backtest(
     else:
         print_summary(summary)
         if cfg.runtime.out:
-            out.print(f"run files: {cfg.runtime.out}/{{trades,fills,equity,risk_events}}.csv, summary.json")
+            out.print(f"run files: {cfg.runtime.out}/{{trades,fills,equity,risk_events,signals}}.csv, summary.json")
 
 
 @app.command()
@@ -319,7 +336,7 @@ def strategies(
         help="Strategies to show (a built-in name or package.module:Class); default: the built-ins.")] = None,
 ) -> None:
     """List the built-in strategies (or the given ones) with their declared parameters and rules."""
-    from rich.markup import escape
+    from rich.markup import escape  # start-up time: rich only to print tables and progress
 
     from claire.strategy.registry import describe_strategy, load_strategy, strategy_names
 
@@ -330,8 +347,14 @@ def strategies(
             out.print("  " + escape(line), soft_wrap=True)
 
 
+SourceOpt = Annotated[str, typer.Option(help="Market data: files (--data/--synthetic) or mexc (live, --symbols; recorded to OUT/capture/).")]
+SymbolsOpt = Annotated[str | None, typer.Option(help="--source mexc: the symbols, comma-separated (e.g. BTCUSDT,ETHUSDT).")]
+
+
 @app.command()
 def paper(
+    source: SourceOpt = _D.source,
+    symbols: SymbolsOpt = _D.symbols,
     data: ReplayDataOpt = None,
     synthetic: SyntheticOpt = _D.synthetic,
     symbol: SymbolOpt = _D.symbol,
@@ -353,17 +376,36 @@ def paper(
 ) -> None:
     """Paper trading in one process: the core, the in-memory bus and the writer (SQLite by default)."""
     opts = _run_options(locals())
-    from claire.runtime.distributed.app import market_events
+    from claire.runtime.distributed.app import (
+        market_events,  # start-up time: the distributed runtime (redis) only for its commands
+    )
     from claire.runtime.paper import run_paper
 
     cfg = run_config(opts, database_from_env=True)
+    from claire.runtime.sources import (
+        resolve_data,  # start-up time: the core and its readers only for the command that runs them
+    )
+
+    cfg = resolve_data(cfg)  # a MEXC capture as --data: replayed through the adapter
+    if cfg.data.source == "mexc":
+        if cfg.runtime.speed is not None:
+            _fail("--speed is for replays of files; MEXC data comes at its own pace")
+        from claire.cli.live import paper_mexc
+
+        check_port(port)
+        check_database(cfg.runtime.database_url, "--db" if opts.db else "CLAIRE_DATABASE_URL")
+        summary, notes = paper_mexc(cfg, db_url=cfg.runtime.database_url, port=port, console=console)
+        print_summary(summary, "Paper run (MEXC)")
+        for line in notes:
+            out.print(line, markup=False, soft_wrap=True)
+        return
     check_port(port)
     db_url = cfg.runtime.database_url
     check_database(db_url, "--db" if opts.db else "CLAIRE_DATABASE_URL")
     import signal as _signal
     import threading
 
-    from rich.progress import Progress
+    from rich.progress import Progress  # start-up time: rich only to print tables and progress
 
     events = market_events(cfg)
     total = len(events) if isinstance(events, list) else getattr(events, "count", None)
@@ -390,7 +432,10 @@ def service(
     log_dir: Annotated[Path | None, typer.Option(help="Write logs to LOG_DIR/<service>/<YYYY-MM-DD>.log.")] = None,
 ) -> None:
     """Run one service of the distributed runtime until SIGTERM."""
-    from claire.runtime.distributed.app import SERVICES, run_service
+    from claire.runtime.distributed.app import (  # start-up time: the distributed runtime (redis) only for its commands
+        SERVICES,
+        run_service,
+    )
     from claire.runtime.logs import configure_logging
 
     if name not in SERVICES:
@@ -414,7 +459,7 @@ def service(
 
 def _check_spec(path: Path, spec_data: dict[str, Any]) -> None:
     """Refuse a spec whose settings do not fit the configuration tree, naming the field."""
-    import msgspec
+    import msgspec  # start-up time: msgspec only for the commands that encode
 
     from claire.runtime.distributed.app import config_from_spec
 
@@ -425,7 +470,9 @@ def _check_spec(path: Path, spec_data: dict[str, Any]) -> None:
 
 
 def _check_topology(topology: str) -> None:
-    from claire.config import TOPOLOGIES
+    from claire.config import (
+        TOPOLOGIES,  # start-up time: the configuration only for the commands that need it
+    )
 
     if topology not in TOPOLOGIES:
         _fail(f"--topology must be one of {', '.join(TOPOLOGIES)}, not {topology!r}")
@@ -433,6 +480,8 @@ def _check_topology(topology: str) -> None:
 
 @app.command()
 def up(
+    source: SourceOpt = _D.source,
+    symbols: SymbolsOpt = _D.symbols,
     data: ReplayDataOpt = None,
     synthetic: SyntheticOpt = _D.synthetic,
     symbol: SymbolOpt = _D.symbol,
@@ -459,17 +508,38 @@ def up(
 ) -> None:
     """Start every service as its own process against Redis and PostgreSQL."""
     opts = _run_options(locals())
-    from claire.runtime.distributed.app import run_hash, spec_from_config
+    from claire.runtime.distributed.app import (  # start-up time: the distributed runtime (redis) only for its commands
+        run_hash,
+        spec_from_config,
+    )
     from claire.runtime.distributed.supervisor import down as sv_down
     from claire.runtime.distributed.supervisor import up as sv_up
 
     if wait and not timeout > 0:
         _fail(f"--timeout must be > 0, got {timeout}")
     cfg = run_config(opts, database_from_env=True, bus_from_env=True)
+    from claire.runtime.sources import (
+        resolve_data,  # start-up time: the core and its readers only for the command that runs them
+    )
+
+    cfg = resolve_data(cfg)  # a MEXC capture as --data: replayed through the adapter
+    live = cfg.data.source == "mexc" and not cfg.data.paths
+    if live and cfg.runtime.speed is not None:
+        _fail("--speed is for replays of files; MEXC data comes at its own pace")
     # everything the services need is checked here, before any of them starts
-    check_data(cfg)
+    if cfg.data.source != "mexc":
+        check_data(cfg)
     check_redis(cfg.runtime.bus_url, "--redis" if opts.redis else "CLAIRE_REDIS_URL")
     check_database(cfg.runtime.database_url, "--db" if opts.db else "CLAIRE_DATABASE_URL")
+    if cfg.data.source == "mexc":
+        from claire.runtime.distributed.app import (
+            with_exchange_rules,  # start-up time: the distributed runtime (redis) only for its commands
+        )
+
+        try:  # every service sizes and fills by the exchange's rules: they go into the spec
+            cfg = with_exchange_rules(cfg)
+        except Exception as exc:
+            _fail(f"MEXC: {exc}")
     spec = spec_from_config(cfg)
     spec["runtime"]["prefix"] = f"claire:{{{run_hash(spec)}}}:"
     pids = sv_up(spec, state_dir, fresh=fresh)
@@ -477,8 +547,20 @@ def up(
     out.print(f"logs: {state_dir}/logs/<service>/<day>.log; `claire status`, `claire down`")
     if not wait:
         return
-    from claire.runtime.distributed.report import wait_and_report
+    from claire.runtime.distributed.report import (
+        wait_and_report,  # start-up time: the distributed runtime (redis) only for its commands
+    )
 
+    if live:  # a live run ends on Ctrl-C / SIGTERM: end of data, then the run files as after a replay
+        import signal as _signal
+
+        from claire.runtime.distributed.supervisor import (
+            finish as sv_finish,  # start-up time: the distributed runtime (redis) only for its commands
+        )
+
+        out.print("live MEXC data: Ctrl-C ends the run (the services finish it and the run files are written)")
+        for sig in (_signal.SIGINT, _signal.SIGTERM):
+            _signal.signal(sig, lambda *_: sv_finish(state_dir))
     try:
         summary = wait_and_report(spec, timeout=timeout, console=console)
     finally:
@@ -525,12 +607,18 @@ def spec_cmd(
 ) -> None:
     """Write the run spec of a distributed run (spec.json) without starting anything (containers, deploy/)."""
     opts = _run_options(locals())
-    from claire.runtime.distributed.app import run_hash, spec_from_config
+    from claire.runtime.distributed.app import (  # start-up time: the distributed runtime (redis) only for its commands
+        run_hash,
+        spec_from_config,
+    )
 
     _check_spec_url("--redis", opts.redis)
     _check_spec_url("--db", opts.db)
     if opts.db:
-        from claire.storage.database import StorageError, normalize_url
+        from claire.storage.database import (  # start-up time: SQLAlchemy only for commands with a database
+            StorageError,
+            normalize_url,
+        )
 
         try:
             normalize_url(opts.db)
@@ -564,7 +652,9 @@ def _state(fn: Any, state_dir: Path) -> Any:
 @app.command()
 def status(state_dir: StateOpt = Path(".claire"), json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Health of each service of `claire up`."""
-    from claire.runtime.distributed.supervisor import status as sv_status
+    from claire.runtime.distributed.supervisor import (
+        status as sv_status,  # start-up time: the distributed runtime (redis) only for its commands
+    )
 
     rows = _state(sv_status, state_dir)
     if json_out:
@@ -586,7 +676,9 @@ def status(state_dir: StateOpt = Path(".claire"), json_out: Annotated[bool, type
 @app.command()
 def down(state_dir: StateOpt = Path(".claire")) -> None:
     """Stop the services of `claire up` (SIGTERM, then SIGKILL after 20 s)."""
-    from claire.runtime.distributed.supervisor import down as sv_down
+    from claire.runtime.distributed.supervisor import (
+        down as sv_down,  # start-up time: the distributed runtime (redis) only for its commands
+    )
 
     res = _state(sv_down, state_dir)
     for k, v in res.items():
@@ -604,7 +696,7 @@ def bench_replay(
     json_out: Annotated[bool, typer.Option("--json", help="One JSON line.")] = False,
 ) -> None:
     """What `claire backtest` costs, phase by phase: imports, load, engine, run files, the whole command and its peak memory."""
-    from claire.benchmarks.replay import bench_replay as run
+    from claire.benchmarks.replay import bench_replay as run  # start-up time: only for `claire bench`
     from claire.benchmarks.replay import format_report
 
     if repeat < 1:
@@ -624,7 +716,7 @@ def _bench_pg_database() -> tuple[str, Any]:
     import os
     import uuid
 
-    import psycopg
+    import psycopg  # start-up time: the PostgreSQL driver only for PostgreSQL
 
     admin = os.environ.get("CLAIRE_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     name = f"claire_bench_{uuid.uuid4().hex[:8]}"
@@ -646,7 +738,10 @@ def bench_storage(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Writer throughput into PostgreSQL and the seed-002 query latencies (fresh database, dropped after)."""
-    from claire.benchmarks.storage import query_latency, writer_throughput
+    from claire.benchmarks.storage import (  # start-up time: only for `claire bench`
+        query_latency,
+        writer_throughput,
+    )
 
     url, cleanup = _bench_pg_database()
     try:
@@ -664,7 +759,7 @@ def bench_bus(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Publish + read + ack throughput of the in-memory and the Redis bus by batch size."""
-    from claire.benchmarks.bus import run_benchmarks
+    from claire.benchmarks.bus import run_benchmarks  # start-up time: only for `claire bench`
 
     res = {"bench": "bus", "results": run_benchmarks(redis_url, n), "command": "claire bench bus --json"}
     print(json.dumps(res, default=str)) if json_out else out.print(res)
@@ -678,7 +773,7 @@ def bench_pipeline_cmd(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The distributed pipeline (every service a process, Redis, PostgreSQL): events/s, latency, memory."""
-    from claire.benchmarks.pipeline import bench_pipeline
+    from claire.benchmarks.pipeline import bench_pipeline  # start-up time: only for `claire bench`
 
     _check_topology(topology)
     res = bench_pipeline(events, rate=rate, topology=topology)
@@ -693,6 +788,7 @@ def main() -> None:  # pragma: no cover
 
 
 _register_optional()
+_register_live(app)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

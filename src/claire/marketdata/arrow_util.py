@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 _FORMATS = {pa.int64(): "<q", pa.int32(): "<i", pa.float64(): "<d"}
 
@@ -19,6 +20,4 @@ def const(value: int | float | bool, type_: pa.DataType = pa.int64()) -> pa.Scal
 
 def filled(value: int | float | bool, n: int, type_: pa.DataType = pa.int64()) -> pa.Array:
     """An array of ``n`` times ``value``."""
-    import pyarrow.compute as pc
-
     return pc.fill_null(pa.nulls(n, type_), const(value, type_))

@@ -150,7 +150,8 @@ def iter_bars_keyed(tables: Sequence[BarTable], keys: Sequence[int], chunk: int 
         return
     meta = [(t.symbol, t.interval_s, f"bar:{t.symbol}:{t.interval_s}:", keys[k]) for k, t in enumerate(tables)]
     for ts, src, vals in _chunks(tables, chunk):
-        assert src is not None
+        if src is None:  # _chunks numbers the tables whenever there are several
+            raise RuntimeError("bar merge: chunk without table numbers")
         o_l, h_l, lo_l, c_l, v_l = _decimals(vals)
         for t, s, o, h, lo, c, v in zip(ts.to_pylist(), src.to_pylist(), o_l, h_l, lo_l, c_l, v_l, strict=True):
             sym, iv, prefix, key = meta[s]
@@ -242,6 +243,38 @@ def _value_check(path: Path, name: str, column: pa.Array) -> pa.Array:
     return column.cast(pa.float64())
 
 
+def _good_rows(floats: Sequence[pa.Array], skipped: Counter[str]) -> pa.Array | None:
+    """The mask of the rows whose values are good (None: all of them); the bad ones are counted in
+    ``skipped``, each under its first reason. Vectorised on the float64 values (only array-to-array
+    kernels or Arrow scalars: comparing with a Python scalar makes pyarrow import pandas, which
+    costs a third of a second)."""
+    f = dict(zip(VALUE_COLUMNS, floats, strict=True))
+    non_finite = None
+    for col in floats:
+        bad = pc.or_kleene(pc.is_null(col), pc.invert(pc.is_finite(col)))
+        non_finite = bad if non_finite is None else pc.or_(non_finite, bad)
+    low_price = pc.min_element_wise(*(f[c] for c in _PRICES))
+    checks = [("missing or non-finite value", non_finite)]
+    if (pc.min(low_price).as_py() or 0) <= 0:
+        checks.append(("non-positive price", pc.less_equal(low_price, const(0.0, pa.float64()))))
+    if (pc.min(f["volume"]).as_py() or 0) < 0:
+        checks.append(("negative volume", pc.less(f["volume"], const(0.0, pa.float64()))))
+    checks.append(("high/low inconsistent with open/close", pc.or_kleene(
+        pc.less(f["high"], pc.max_element_wise(f["open"], f["close"], f["low"])),
+        pc.greater(f["low"], pc.min_element_wise(f["open"], f["close"])),
+    )))
+    keep = None  # rows still good; None: all of them
+    for why, mask in checks:
+        hit = pc.coalesce(mask, non_finite)  # null only where a value is missing: counted first
+        if keep is not None:
+            hit = pc.and_(hit, keep)
+        k = pc.sum(hit).as_py() or 0
+        if k:
+            skipped[why] += k
+            keep = pc.invert(hit) if keep is None else pc.and_(keep, pc.invert(hit))
+    return keep
+
+
 def build_bar_file(path: Path, symbol: str, interval_s: int | None, ts_open: pa.Array,
                    values: Sequence[pa.Array], floats: Sequence[pa.Array] | None = None,
                    skipped: Counter[str] | None = None, rows: int | None = None) -> BarFile:
@@ -278,33 +311,7 @@ def build_bar_file(path: Path, symbol: str, interval_s: int | None, ts_open: pa.
         raise ValueError(f"interval_s must be > 0, got {interval_s}")
     step = interval_s * NS_PER_SEC
 
-    # Vectorised validation on the float64 values; each bad row counts under its first reason.
-    # (Only array-to-array kernels or Arrow scalars: comparing with a Python scalar makes
-    # pyarrow import pandas, which costs a third of a second.)
-    f = dict(zip(VALUE_COLUMNS, floats, strict=True))
-    non_finite = None
-    for col in floats:
-        bad = pc.or_kleene(pc.is_null(col), pc.invert(pc.is_finite(col)))
-        non_finite = bad if non_finite is None else pc.or_(non_finite, bad)
-    low_price = pc.min_element_wise(*(f[c] for c in _PRICES))
-    checks = [("missing or non-finite value", non_finite)]
-    if (pc.min(low_price).as_py() or 0) <= 0:
-        checks.append(("non-positive price", pc.less_equal(low_price, const(0.0, pa.float64()))))
-    if (pc.min(f["volume"]).as_py() or 0) < 0:
-        checks.append(("negative volume", pc.less(f["volume"], const(0.0, pa.float64()))))
-    checks.append(("high/low inconsistent with open/close", pc.or_kleene(
-        pc.less(f["high"], pc.max_element_wise(f["open"], f["close"], f["low"])),
-        pc.greater(f["low"], pc.min_element_wise(f["open"], f["close"])),
-    )))
-    keep = None  # rows still good; None: all of them
-    for why, mask in checks:
-        hit = pc.coalesce(mask, non_finite)  # null only where a value is missing: counted first
-        if keep is not None:
-            hit = pc.and_(hit, keep)
-        k = pc.sum(hit).as_py() or 0
-        if k:
-            skipped[why] += k
-            keep = pc.invert(hit) if keep is None else pc.and_(keep, pc.invert(hit))
+    keep = _good_rows(floats, skipped)
     if keep is not None:
         subset(keep)
 

@@ -112,11 +112,10 @@ def _columns(names: list[str], path: Path) -> tuple[str, list[str]]:
     missing = [c for c in VALUE_COLUMNS if c not in by_low]
     if time_col is None:
         missing.insert(0, "a time column (timestamp/time/date/open_time)")
-    if missing:
+    if missing or time_col is None:
         shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
         raise DataFileError(f"{path.name}: missing column(s) {', '.join(missing)} (header: {shown}); "
                             f"expected {CSV_EXPECTED}")
-    assert time_col is not None
     return time_col, [by_low[c] for c in VALUE_COLUMNS]
 
 

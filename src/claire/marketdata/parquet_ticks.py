@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def _pq() -> Any:
     """``pyarrow.parquet``, imported when a parquet file is read (not by every `claire` command)."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # start-up time: pyarrow.parquet (~0.3 s) only when a parquet file is read
 
     return pq
 
@@ -170,7 +170,8 @@ class ParquetTickReader(Iterator[TradeTick | QuoteTick]):
 
     def _trades(self) -> Iterator[TradeTick]:
         sym = self.symbol
-        assert sym is not None
+        if sym is None:  # __init__ takes it from the file name for trades
+            raise DataFileError(f"{self.path.name}: no symbol for the trades")
         prev = -(2**63)
         row = 0
         sell, buy = Side.SELL, Side.BUY

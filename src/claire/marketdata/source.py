@@ -17,6 +17,7 @@ A file that cannot be read raises :class:`DataFileError` (one line naming the fi
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import os
@@ -130,7 +131,8 @@ class Source:
 
     def open(self) -> Iterator[MarketEvent]:
         if self.kind == BARS:
-            assert self.table is not None
+            if self.table is None:  # open_market_data loads it when it plans the source
+                raise RuntimeError(f"bar source {self.paths[0]} opened before its table was loaded")
             return iter_bars([self.table])
         if self.kind == CAPTURE:
             self.reader = BinanceCaptureReader(self.paths, self.symbol, window_ns=self.window_ns)
@@ -199,6 +201,20 @@ def _keyed(index: int, stream: Iterator[MarketEvent]) -> Iterator[tuple[int, int
         yield ev.ts_event, index, ev
 
 
+def _refuse_mixed_symbols(plist: list[Path], fixed: str) -> None:
+    """One ``--symbol`` labels every file: an error when their names tell several symbols."""
+    named: dict[str, Path] = {}
+    for p in plist:
+        with contextlib.suppress(ValueError):  # a name that tells no symbol
+            named.setdefault(symbol_from_path(p), p)
+    if len(named) > 1:
+        raise ValueError(
+            f"--symbol {fixed} given, but the files are of several symbols ("
+            + ", ".join(f"{s} from {p.name}" for s, p in named.items())
+            + "); leave --symbol out or open one symbol at a time"
+        )
+
+
 def open_market_data(paths: Iterable[str | Path] | str | Path, symbol: str | None = None, *,
                      interval_s: int | None = None, window_ns: int = DEFAULT_WINDOW_NS) -> MarketData:
     """Open market data files (formats detected per file) as one event-time ordered stream.
@@ -218,20 +234,8 @@ def open_market_data(paths: Iterable[str | Path] | str | Path, symbol: str | Non
     _refuse_repeats(plist)
     fixed = normalize_symbol(symbol) if symbol else None
     kinds = [detect_format(p) for p in plist]
-
     if fixed is not None:
-        named: dict[str, Path] = {}
-        for p in plist:
-            try:
-                named.setdefault(symbol_from_path(p), p)
-            except ValueError:
-                continue
-        if len(named) > 1:
-            raise ValueError(
-                f"--symbol {fixed} given, but the files are of several symbols ("
-                + ", ".join(f"{s} from {p.name}" for s, p in named.items())
-                + "); leave --symbol out or open one symbol at a time"
-            )
+        _refuse_mixed_symbols(plist, fixed)
 
     sources: list[Source] = []
     captures: dict[str | None, list[tuple[int, int, Path]]] = {}
@@ -242,14 +246,7 @@ def open_market_data(paths: Iterable[str | Path] | str | Path, symbol: str | Non
                                   skipped=dict(bf.skipped)))
         elif kind == CAPTURE:
             first_ts, stream_symbol = _peek_capture(p)
-            if fixed is not None:
-                sym: str | None = fixed
-            else:
-                try:
-                    sym = symbol_from_path(p)
-                except ValueError:
-                    sym = stream_symbol  # None: the stream names label the events
-            captures.setdefault(sym, []).append((first_ts, i, p))
+            captures.setdefault(fixed or _capture_symbol(p, stream_symbol), []).append((first_ts, i, p))
         else:
             sym = fixed
             if sym is None and kind == TRADES:
@@ -265,6 +262,15 @@ def open_market_data(paths: Iterable[str | Path] | str | Path, symbol: str | Non
     for w in md.warnings:
         log.warning(w)
     return md
+
+
+def _capture_symbol(p: Path, stream_symbol: str | None) -> str | None:
+    """The symbol of a capture file: from its name, else from its streams (None: the stream names
+    label the events)."""
+    try:
+        return symbol_from_path(p)
+    except ValueError:
+        return stream_symbol
 
 
 def load_bars(path: str | Path, symbol: str | None = None, interval_s: int | None = None) -> BarFile:
@@ -294,7 +300,7 @@ def _quote_symbol(path: Path) -> str | None:
         return symbol_from_path(path)
     except ValueError:
         pass
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # start-up time: pyarrow.parquet (~0.3 s) only for a parquet file
 
     pf = pq.ParquetFile(path)
     try:

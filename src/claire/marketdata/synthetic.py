@@ -38,7 +38,7 @@ def synthetic_bars(symbols: str | Iterable[str], n: int, start_ns: int, interval
     step = interval_s * NS_PER_SEC
     per_symbol: list[list[Bar]] = []
     for sym in syms:
-        rng = random.Random(f"claire-synthetic:{seed}:{sym}")
+        rng = random.Random(f"claire-synthetic:{seed}:{sym}")  # noqa: S311 - reproducible synthetic prices, not security
         price = rng.randint(2_000, 200_000)  # in cents: 20.00 .. 2000.00
         bars: list[Bar] = []
         prefix = f"bar:{sym}:{interval_s}:"

@@ -86,7 +86,7 @@ def pg_tool(name: str, major: int) -> str:
     for c in candidates:
         if not os.path.exists(c):
             continue
-        out = subprocess.run([c, "--version"], capture_output=True, text=True, check=False).stdout
+        out = subprocess.run([c, "--version"], capture_output=True, text=True, check=False).stdout  # noqa: S603 - a PostgreSQL client binary found on PATH or in the PostgreSQL lib dir, fixed argv, no shell
         m = re.search(r"\)\s*(\d+)", out)
         v = int(m.group(1)) if m else _major(out)
         if v == major:
@@ -114,7 +114,7 @@ def _libpq(db: Database) -> tuple[list[str], dict[str, str]]:
 
 
 def _run(cmd: list[str], env: dict[str, str]) -> str:
-    res = subprocess.run(cmd, capture_output=True, env=env, check=False)
+    res = subprocess.run(cmd, capture_output=True, env=env, check=False)  # noqa: S603 - pg_dump/pg_restore/psql with argv we build (no shell), the password by environment
     if res.returncode != 0:
         err = res.stderr.decode(errors="replace").strip().splitlines()
         raise StorageError(f"{Path(cmd[0]).name} failed: {err[-1] if err else 'exit ' + str(res.returncode)}")
@@ -210,14 +210,14 @@ def _sync_sql(table: str, source: str) -> tuple[str, str]:
     pk = [c.name for c in t.primary_key.columns]
     cols = [c.name for c in t.columns]
     match = " AND ".join(f"s.{k} = {table}.{k}" for k in pk)
-    delete_sql = f"DELETE FROM {table} WHERE NOT EXISTS (SELECT 1 FROM {source} s WHERE {match})"
+    delete_sql = f"DELETE FROM {table} WHERE NOT EXISTS (SELECT 1 FROM {source} s WHERE {match})"  # noqa: S608 - table and column names come from our own schema, values are bound parameters
     names = ", ".join(cols)
     rest = [c for c in cols if c not in pk]
     if rest:
         conflict = f"DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in rest)}"
     else:
         conflict = "DO NOTHING"
-    insert_sql = f"INSERT INTO {table} ({names}) SELECT {names} FROM {source} WHERE true ON CONFLICT ({', '.join(pk)}) {conflict}"
+    insert_sql = f"INSERT INTO {table} ({names}) SELECT {names} FROM {source} WHERE true ON CONFLICT ({', '.join(pk)}) {conflict}"  # noqa: S608 - table and column names come from our own schema, values are bound parameters
     return delete_sql, insert_sql
 
 
@@ -243,7 +243,7 @@ def _pg_restore_table(db: Database, file: Path, table: str) -> None:
             seq = conn.exec_driver_sql(f"SELECT pg_get_serial_sequence('{table}', '{col.name}')").scalar()
             if seq:
                 conn.exec_driver_sql(
-                    f"SELECT setval('{seq}', GREATEST((SELECT max({col.name}) FROM {table}), 1))"
+                    f"SELECT setval('{seq}', GREATEST((SELECT max({col.name}) FROM {table}), 1))"  # noqa: S608 - table, column and sequence names come from our own schema
                 )
 
 

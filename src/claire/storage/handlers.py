@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from claire.events import Alert, Order, OrderResult, PortfolioSnapshot, RiskEvent, Signal
@@ -64,7 +64,7 @@ LEFT JOIN LATERAL (
 ) a ON true
 WHERE o.id = u.id
   AND ({", ".join(f"o.{k}" for k in _ORDER_SET)}) IS DISTINCT FROM ({", ".join(_ORDER_SET.values())})
-"""
+"""  # noqa: S608 - column names and expressions are our own constants, values are bound parameters
 
 PG_FLATTEN_POSITIONS = """
 UPDATE positions SET side = 'flat', quantity = 0, cost_basis = 0, unrealized_pnl = 0, exposure = 0,
@@ -264,16 +264,13 @@ def apply_results(b: Batch, items: list[Item]) -> None:
     are then recomputed from their stored fills. ``items`` were converted by
     :func:`prepare_results`."""
     tx, conn, done_pending = b.tx, b.conn, b.done_pending
-    for item, reason in b.results_bad:
-        dead_item(tx, item, reason)
-        if item.pending:
-            done_pending.append(item.event.id)
+    _dead_results(b)
     checked = b.results_checked
     if not checked:
         return
     affected: dict[str, dict[str, Any]] = {}
     b.known_orders({it.event.order_id for it, _, _ in checked})
-    trows, erows, held = [], [], []
+    trows, held = [], []
     fill_items = []
     for item, status, trow in checked:
         ev = item.event
@@ -295,22 +292,7 @@ def apply_results(b: Batch, items: list[Item]) -> None:
             continue
         trows.append(trow)
         fill_items.append((trow, ev, order))
-    if fill_items:
-        b.known_signals({o.signal_id for _, _, o in fill_items})
-        max_bps = b.max_slippage_bps
-        for trow, ev, order in fill_items:
-            sig = b.signal(order.signal_id)
-            erows.append(
-                R.execution_row(
-                    trow,
-                    ev,
-                    signal_ts=sig.ts if sig else None,
-                    signal_price=sig.price if sig else None,
-                    order_ts=order.ts,
-                    order_reference=order.reference_price,
-                    max_slippage_bps=max_bps,
-                )
-            )
+    erows = _execution_rows(b, fill_items)
     new_ids = insert(conn, tx, "trades", SPECS["trades"], trows, track=True)
     if new_ids is not None:  # likewise a stored trade's execution analysis
         erows = [e for e in erows if e["trade_id"] in new_ids]
@@ -321,6 +303,37 @@ def apply_results(b: Batch, items: list[Item]) -> None:
         affected = {k: v for k, v in affected.items() if k not in new_orders}
     if affected:
         update_orders(conn, tx, affected)
+
+
+def _dead_results(b: Batch) -> None:
+    """Dead-letter the order results :func:`prepare_results` found bad."""
+    for item, reason in b.results_bad:
+        dead_item(b.tx, item, reason)
+        if item.pending:
+            b.done_pending.append(item.event.id)
+
+
+def _execution_rows(b: Batch, fill_items: list[tuple[dict[str, Any], Any, Any]]) -> list[dict[str, Any]]:
+    """The execution analysis of each (trade row, fill, its order), against the signal behind it."""
+    if not fill_items:
+        return []
+    b.known_signals({o.signal_id for _, _, o in fill_items})
+    max_bps = b.max_slippage_bps
+    erows = []
+    for trow, ev, order in fill_items:
+        sig = b.signal(order.signal_id)
+        erows.append(
+            R.execution_row(
+                trow,
+                ev,
+                signal_ts=sig.ts if sig else None,
+                signal_price=sig.price if sig else None,
+                order_ts=order.ts,
+                order_reference=order.reference_price,
+                max_slippage_bps=max_bps,
+            )
+        )
+    return erows
 
 
 def apply_snapshots(b: Batch, items: list[Item]) -> None:
@@ -428,6 +441,32 @@ def apply_batch(b: Batch, work: list[Item]) -> None:
     """Write ``work`` (the batch with its released children): drop duplicates, sort by event
     type through :data:`HANDLERS`, run the handlers in their order, then delete the rows of
     the held children handled."""
+    groups = _group(b, work)
+    for h, prepare in _PREPARE:
+        group = groups.get(h)
+        if group:
+            prepare(b, group)
+    for h in _ORDER:
+        group = groups.get(h)
+        if group:
+            h.apply(b, group)
+
+    # held children now handled (inserted or dead-lettered); the holding handlers did theirs
+    done_pending = b.done_pending
+    for it in work:
+        if it.pending:
+            t = type(it.event)
+            h = HANDLERS.get(t) or handler_for(t)
+            if h is None or not h.holds:
+                done_pending.append(it.event.id)
+    if done_pending:
+        orphans.delete_pending(b.conn, b.tx, done_pending)
+        b.tx.resolved += len(done_pending)
+
+
+def _group(b: Batch, work: list[Item]) -> dict[Handler, list[Item]]:
+    """``work`` by handler, in order; duplicates counted (and their pending rows deleted), events
+    of a type that is not stored dead-lettered."""
     tx, conn = b.tx, b.conn
     groups: dict[Handler, list[Item]] = {}
     seen: set[tuple[type, str]] = set()
@@ -451,26 +490,7 @@ def apply_batch(b: Batch, work: list[Item]) -> None:
             groups[h] = [item]
         else:
             group.append(item)
-    for h, prepare in _PREPARE:
-        group = groups.get(h)
-        if group:
-            prepare(b, group)
-    for h in _ORDER:
-        group = groups.get(h)
-        if group:
-            h.apply(b, group)
-
-    # held children now handled (inserted or dead-lettered); the holding handlers did theirs
-    done_pending = b.done_pending
-    for it in work:
-        if it.pending:
-            t = type(it.event)
-            h = handlers.get(t) or handler_for(t)
-            if h is None or not h.holds:
-                done_pending.append(it.event.id)
-    if done_pending:
-        orphans.delete_pending(conn, tx, done_pending)
-        tx.resolved += len(done_pending)
+    return groups
 
 
 # --- orders recomputed from their fills ---------------------------------------------------
@@ -611,8 +631,6 @@ def update_orders(conn: Connection, tx: Tx, affected: dict[str, dict[str, Any]])
             }
         )
     if params:
-        from sqlalchemy import bindparam
-
         stmt = (
             update(o)
             .where(o.c.id == bindparam("oid"))

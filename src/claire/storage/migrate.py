@@ -42,7 +42,8 @@ def script() -> ScriptDirectory:
 @functools.cache
 def head() -> str:
     h = script().get_current_head()
-    assert h is not None
+    if h is None:
+        raise StorageError(f"no migration revisions in {MIGRATIONS_DIR}: the package is incomplete")
     return h
 
 

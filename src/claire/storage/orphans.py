@@ -88,25 +88,29 @@ def with_pending(
                 parents.add(item.event.id)
     if sweep:
         cutoff = None if sweep_all else datetime.fromtimestamp(time.time() - orphan_timeout, UTC)
-        if pg:
-            sql = "SELECT event_id, payload FROM pending_events WHERE run_id = %s"
-            params: tuple = (run_id,)
-            if cutoff is not None:
-                sql += " AND first_seen <= %s"
-                params += (cutoff,)
-            swept = pg_fetch(conn, sql + " ORDER BY first_seen", params)
-        else:
-            q = select(pe.c.event_id, pe.c.payload).where(pe.c.run_id == run_id)
-            if cutoff is not None:
-                q = q.where(pe.c.first_seen <= cutoff)
-            swept = conn.execute(q.order_by(pe.c.first_seen)).all()
-        for eid, payload in swept:
+        for eid, payload in _held_since(conn, run_id, cutoff):
             if eid not in seen:
                 seen.add(eid)
                 item = pending_item(payload)
                 item.final = True
                 work.append(item)
     return work
+
+
+def _held_since(conn: Connection, run_id: str, cutoff: datetime | None) -> list[Any]:
+    """(event id, payload) of the run's held children first seen by ``cutoff`` (None: all), oldest first."""
+    if conn.dialect.name == "postgresql":
+        sql = "SELECT event_id, payload FROM pending_events WHERE run_id = %s"
+        params: tuple = (run_id,)
+        if cutoff is not None:
+            sql += " AND first_seen <= %s"
+            params += (cutoff,)
+        return pg_fetch(conn, sql + " ORDER BY first_seen", params)
+    pe = T["pending_events"]
+    q = select(pe.c.event_id, pe.c.payload).where(pe.c.run_id == run_id)
+    if cutoff is not None:
+        q = q.where(pe.c.first_seen <= cutoff)
+    return list(conn.execute(q.order_by(pe.c.first_seen)).all())
 
 
 def delete_pending(conn: Connection, tx: Tx, ids: list[str]) -> None:

@@ -206,6 +206,18 @@ def _number(v: Any) -> Decimal | None:
     return None
 
 
+def _flat_metadata(meta: Any) -> dict[str, Any]:
+    """The signal's metadata in one level: the nested sections first, the top level over them."""
+    flat: dict[str, Any] = {}
+    if isinstance(meta, dict):
+        for key in _NESTED:
+            sub = meta.get(key)
+            if isinstance(sub, dict):
+                flat.update(sub)
+        flat.update({k: v for k, v in meta.items() if k not in _NESTED})
+    return flat
+
+
 def market_condition_row(ev: Signal, run_id: str, price: Decimal, ts: Any = None) -> dict[str, Any]:
     """The market at the signal: its price and the indicator values its metadata carries.
 
@@ -213,14 +225,7 @@ def market_condition_row(ev: Signal, run_id: str, price: Decimal, ts: Any = None
     ``market`` / ``market_conditions`` under common names (``rsi`` or ``rsi_14``, ...). A value
     that is not a number or out of range stays in the row's metadata only.
     """
-    flat: dict[str, Any] = {}
-    meta = ev.metadata or {}
-    if isinstance(meta, dict):
-        for key in _NESTED:
-            sub = meta.get(key)
-            if isinstance(sub, dict):
-                flat.update(sub)
-        flat.update({k: v for k, v in meta.items() if k not in _NESTED})
+    flat = _flat_metadata(ev.metadata)
     row: dict[str, Any] = {
         "signal_id": ev.id,
         "run_id": run_id,

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -75,8 +76,6 @@ def json_dumps(obj: Any) -> str:
 
 
 def json_loads(text: str | bytes) -> Any:
-    import json
-
     return json.loads(text, parse_float=Decimal)
 
 

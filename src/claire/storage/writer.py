@@ -49,12 +49,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from claire.events import DecodeError, Event, decode
-from claire.events.topics import MARKET_EVENT_TYPES
-from claire.storage import orphans
+from claire.events.topics import MARKET_DATA_TYPES, MARKET_EVENT_TYPES
+from claire.storage import migrate, orphans
 from claire.storage import rows as R
 from claire.storage.bulk_load import SPECS, T, insert, pg_autocommit_off, pg_error, pg_exec, pg_send_bulk
 from claire.storage.database import Database, StorageError, one_line
 from claire.storage.handlers import PG_UPDATE_ORDERS, Batch, apply_batch, pg_numeric_div
+from claire.storage.queries import load_checkpoint
 from claire.storage.records import LRU, Dead, Item, OrderInfo, SignalInfo, Tx, dead_item, log
 
 __all__ = [
@@ -179,8 +180,6 @@ class EventWriter:
     def _startup(
         self, upgrade: bool, mode: str, config: dict[str, Any] | None, description: str | None
     ) -> None:
-        from claire.storage import migrate
-
         if self.db.current_revision() != migrate.head():
             if not upgrade:
                 raise StorageError(
@@ -254,8 +253,6 @@ class EventWriter:
 
     def load_checkpoint(self) -> tuple[int, bytes] | None:
         """The run's last ``(position, state)``, to resume a stream where the stored events end."""
-        from claire.storage.queries import load_checkpoint
-
         return load_checkpoint(self.db, self.run_id)
 
     def close(self, *, end_run: bool = False, dead_letter_pending: bool = True) -> None:
@@ -297,7 +294,7 @@ class EventWriter:
 
     def _add(self, item: Item) -> None:
         ev = item.event
-        if isinstance(ev, MARKET_EVENT_TYPES):
+        if isinstance(ev, MARKET_DATA_TYPES):  # bars, trades, quotes and book depth: not persisted
             self.stats["market_data_skipped"] += 1
             return
         if not isinstance(ev, Event):
@@ -407,7 +404,7 @@ class EventWriter:
             with self.db.begin(write=True) as conn:
                 yield conn
             return
-        import psycopg
+        import psycopg  # start-up time: psycopg (~0.15 s) only on PostgreSQL, SQLite runs do without
 
         now = time.monotonic()
         conn = self._conn

@@ -11,6 +11,7 @@ import os
 from alembic import context
 from sqlalchemy import text
 
+from claire.storage.database import Database, default_url
 from claire.storage.models import metadata
 
 # Any constant will do: serialises concurrent upgrades of one PostgreSQL database.
@@ -35,7 +36,6 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    from claire.storage.database import Database, default_url
 
     db = Database(
         context.config.get_main_option("sqlalchemy.url")
