@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(VENV)/bin/claire bench pipeline --events 20000 --rate 1000 --json
 	$(VENV)/bin/claire bench pipeline --events 30000 --topology account --json
 	$(VENV)/bin/claire bench pipeline --events 20000 --rate 1000 --topology account --json
+	$(VENV)/bin/claire bench mexc --json
 
 # The MEXC protobuf classes (committed) from the project's own .proto; a test checks they match.
 proto: $(STAMP)

@@ -136,6 +136,7 @@ def run_in_process(files: list[Path], strategy: str, risk: str, out: Path) -> di
     """One `claire backtest --no-progress` in this process, phase by phase: the steps of
     ``run_backtest_cli`` without a database (lean recorder, GC paused by ``run_backtest``,
     summary.json written)."""
+    # start-up time: the core and its readers only for the command that runs them
     from claire.config import RunOptions, make_config
     from claire.marketdata import open_market_data
     from claire.runtime.backtest import run_backtest

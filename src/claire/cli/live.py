@@ -5,6 +5,8 @@ Registered on the app by :func:`register` (see :mod:`claire.cli.main`).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import signal
 import threading
@@ -47,8 +49,6 @@ def mexc_fake(
     """A local fake MEXC (public REST + protobuf WebSocket) serving bar files; prints its URLs as one JSON line.
 
     Point a run at it with MEXC_REST_URL and MEXC_WS_URL. SIGINT/SIGTERM stop it (exit 0)."""
-    import asyncio
-    import contextlib
 
     from claire.adapters.mexc.fake import (
         run_fake,  # start-up time: aiohttp and protobuf only with --source mexc

@@ -5,9 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 import sys
+import threading
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import click
 import typer
@@ -105,6 +109,7 @@ out = Console()
 
 def _register_optional() -> None:
     try:
+        # start-up time: the command's own module only when it runs
         from claire.cli.db import app as db_app
     except ImportError:  # pragma: no cover - storage not installed
         return
@@ -153,7 +158,6 @@ def check_database(url: str, opt: str = "--db") -> None:
 
 def check_port(port: int, opt: str = "--port", host: str = "127.0.0.1") -> None:
     """Refuse a port out of range or in use (0 = any free port)."""
-    import socket
 
     if not 0 <= port <= 65535:
         _fail(f"{opt} must be within 0..65535, got {port}")
@@ -390,6 +394,7 @@ def paper(
     if cfg.data.source == "mexc":
         if cfg.runtime.speed is not None:
             _fail("--speed is for replays of files; MEXC data comes at its own pace")
+        # start-up time: the command's own module only when it runs
         from claire.cli.live import paper_mexc
 
         check_port(port)
@@ -402,8 +407,8 @@ def paper(
     check_port(port)
     db_url = cfg.runtime.database_url
     check_database(db_url, "--db" if opts.db else "CLAIRE_DATABASE_URL")
+    # start-up time: only for the command that uses it
     import signal as _signal
-    import threading
 
     from rich.progress import Progress  # start-up time: rich only to print tables and progress
 
@@ -436,6 +441,8 @@ def service(
         SERVICES,
         run_service,
     )
+
+    # start-up time: the core and its readers only for the command that runs them
     from claire.runtime.logs import configure_logging
 
     if name not in SERVICES:
@@ -512,6 +519,8 @@ def up(
         run_hash,
         spec_from_config,
     )
+
+    # start-up time: the distributed runtime (redis) only for its commands
     from claire.runtime.distributed.supervisor import down as sv_down
     from claire.runtime.distributed.supervisor import up as sv_up
 
@@ -572,7 +581,6 @@ def up(
 
 def _check_spec_url(opt: str, url: str | None) -> None:
     """A URL for a spec file: well-formed and without a password (the services read it from their environment)."""
-    from urllib.parse import urlsplit
 
     try:
         has_password = bool(url) and urlsplit(url).password is not None  # type: ignore[arg-type]
@@ -713,8 +721,6 @@ def bench_replay(
 
 def _bench_pg_database() -> tuple[str, Any]:
     """A fresh PostgreSQL database for a benchmark (dropped by the returned cleanup)."""
-    import os
-    import uuid
 
     import psycopg  # start-up time: the PostgreSQL driver only for PostgreSQL
 
@@ -780,6 +786,22 @@ def bench_pipeline_cmd(
     res["command"] = (f"claire bench pipeline --events {events}" + (f" --rate {rate:g}" if rate else "")
                       + (f" --topology {topology}" if topology != "seeds" else "") + " --json")
     print(json.dumps(res, default=str)) if json_out else out.print(res)
+
+
+@bench_app.command("mexc")
+def bench_mexc_cmd(
+    symbols: Annotated[int, typer.Option(help="Synthetic symbols the frames go round.")] = 20,
+    rate: Annotated[float, typer.Option(help="Frames per second of the latency run.")] = 1000.0,
+    seconds: Annotated[float, typer.Option(help="Length of the latency run.")] = 10.0,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON line.")] = False,
+) -> None:
+    """Live market data in process: MEXC frames decoded/s, frame -> signal / fill latency, RSS."""
+    from claire.benchmarks.mexc import bench_mexc, format_report  # start-up time: only for `claire bench`
+
+    if symbols < 1 or rate <= 0 or seconds <= 0:
+        _fail("--symbols, --rate and --seconds must be > 0")
+    res = bench_mexc(symbols, rate, seconds)
+    print(json.dumps(res)) if json_out else print(format_report(res))
 
 
 def main() -> None:  # pragma: no cover

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from typing import Any
 
 from claire.engine.core import TradingCore
 from claire.engine.kernel import RunConfig, build_core
-from claire.events import Bar, Event, QuoteTick, TradeTick
+from claire.events import Bar, BookDepth, Event, QuoteTick, TradeTick
 from claire.portfolio import Portfolio
 from claire.reporting import Recorder, RoundTrip, summarize
 from claire.reporting.runfiles import write_run_files
@@ -43,7 +44,7 @@ class RunResult:
         return self.portfolio.equity()
 
 
-def run_events(core: TradingCore, events: Iterable[Bar | TradeTick | QuoteTick],
+def run_events(core: TradingCore, events: Iterable[Bar | TradeTick | QuoteTick | BookDepth],
                progress: Callable[[int], Any] | None = None, every: int = 10_000) -> int:
     """Feed market events to the core. Returns how many were processed."""
     if progress is None:
@@ -85,7 +86,7 @@ def bind_source(events: Any, core: TradingCore) -> None:
         bind(core)
 
 
-def run_backtest(cfg: RunConfig, events: Iterable[Bar | TradeTick | QuoteTick] | None = None,
+def run_backtest(cfg: RunConfig, events: Iterable[Bar | TradeTick | QuoteTick | BookDepth] | None = None,
                  progress: Callable[[int], Any] | None = None, forward: Callable[[Event], Any] | None = None,
                  keep_events: bool = True) -> RunResult:
     """Replay ``events`` (default: the files of ``cfg.data``) through the core, the garbage
@@ -198,7 +199,6 @@ def run_backtest_cli(cfg: RunConfig, progress: bool = True, console: Any = None)
 
             write_data_quality(cfg.runtime.out, quality)
     if cfg.runtime.out:
-        import json
 
         (Path(cfg.runtime.out) / "summary.json").write_text(json.dumps(result.summary, indent=2, default=str) + "\n")
     return result.summary

@@ -17,6 +17,14 @@ A :class:`MexcSource` is bound to the core before it is iterated (:meth:`MexcSou
   core's ``emit`` (so it is recorded and persisted like every event) and a row of
   ``data_quality.csv``. Records reach the consumer in the feed's own order (interleaved with
   the market events in the feed thread), so a replay puts them at the same places.
+- book depth (``books=True``, the default): the feed's top-5 books (``MexcFeed.on_book``, taken
+  as they arrive, ahead of its reorder buffer) are held in the feed thread and each goes out as a
+  :class:`~claire.events.BookDepth` (:func:`~claire.adapters.mexc.codec.book_depth`) just before
+  the first market event whose ``ts_event`` is not before its own (the rest at the end): the
+  core hands them to the paper exchange only, which fills beyond the best level on them. Made
+  in the feed's thread from the feed's own order, a capture replay puts them at the same
+  places (same fills). ``books=False`` drops them: the distributed market-data service, whose
+  stages do not carry books (there fills take the quote's touch only).
 """
 
 from __future__ import annotations
@@ -30,9 +38,10 @@ import msgspec
 
 from claire.adapters.mexc import DataQualityRecord, MexcError, MexcMarketData
 from claire.adapters.mexc.capture import PREFIX, SUFFIX, read_start
+from claire.adapters.mexc.codec import BookTop, book_depth
 from claire.adapters.mexc.models import TransportError
 from claire.config import RunConfig
-from claire.events import Alert, AlertLevel, Event, IdFactory, MarketEvent
+from claire.events import Alert, AlertLevel, BookDepth, Event, IdFactory, MarketEvent
 
 log = logging.getLogger("claire.sources")
 
@@ -100,8 +109,11 @@ def warmup_of(cfg: RunConfig) -> int:
 
 
 class _Market(MexcMarketData):
-    """:class:`MexcMarketData` whose stream also carries the feed's data-quality records and the
-    end of its warm-up, in the feed's order (made in the feed's thread)."""
+    """:class:`MexcMarketData` whose stream also carries the feed's data-quality records, the
+    end of its warm-up and (``books``) its book depth, in the feed's order (made in the feed's
+    thread): each book just before the first market event not older than it."""
+
+    books = True
 
     def _events(self) -> AsyncIterator[Any]:
         inner = super()._events()  # type: ignore[no-untyped-call]
@@ -110,6 +122,9 @@ class _Market(MexcMarketData):
             raise RuntimeError("no MEXC feed")
         held: list[DataQualityRecord] = []
         feed.on_quality = held.append
+        books: list[BookTop] = []
+        if self.books:
+            feed.on_book = books.append
 
         async def gen() -> AsyncIterator[Any]:
             first = True
@@ -121,13 +136,27 @@ class _Market(MexcMarketData):
                             yield _LiveFrom(feed.live_from_ms)
                     while held:
                         yield held.pop(0)
+                    if books:
+                        for b in _due(books, ev.ts_event):
+                            yield book_depth(b)
                     yield ev
                 while held:
                     yield held.pop(0)
+                for b in books:
+                    yield book_depth(b)
+                books.clear()
             finally:
                 await inner.aclose()
 
         return gen()
+
+
+def _due(books: list[BookTop], ts: int) -> list[BookTop]:
+    """The held books not after ``ts`` (in arrival order), taken out of ``books``."""
+    due = [b for b in books if b.ts_event <= ts]
+    if due:
+        books[:] = [b for b in books if b.ts_event > ts]
+    return due
 
 
 def quality_alert(rec: DataQualityRecord, ids: IdFactory) -> Alert:
@@ -147,13 +176,17 @@ def quality_alert(rec: DataQualityRecord, ids: IdFactory) -> Alert:
 
 class MexcSource:
     """MEXC market events for a run: live (``symbols``; recorded to ``capture_dir``) or a
-    capture replayed (``replay``). Iterate it once, after :meth:`bind`; see the module doc."""
+    capture replayed (``replay``). Iterate it once, after :meth:`bind`; see the module doc.
+    ``books``: the feed's book depth in the stream too (:class:`~claire.events.BookDepth`, for
+    the paper exchange); False drops it."""
 
     def __init__(self, symbols: list[str] | None = None, *, warmup: int = 0, capture_dir: str | Path | None = None,
-                 replay: str | Path | None = None, maxsize: int = 10_000, **options: Any) -> None:
+                 replay: str | Path | None = None, maxsize: int = 10_000, books: bool = True,
+                 **options: Any) -> None:
         self.replay = replay
         self.market = _Market(symbols, warmup=warmup, capture_dir=capture_dir, replay_dir=replay, maxsize=maxsize,
                               **options)
+        self.market.books = books
         self.quality: list[DataQualityRecord] = []
         self.live_from_ms: int | None = None
         self._emit: Callable[[Event], Any] | None = None
@@ -161,7 +194,8 @@ class MexcSource:
         self._ids = IdFactory()
         self._it: Iterator[Any] | None = None
         self._head: list[Any] = []
-        self.events = 0
+        self.events = 0  # market events yielded (books included)
+        self.books = 0  # ... of them book depth
 
     def bind(self, core: Any) -> None:
         """Alerts go to ``core.emit``; the warm-up's end to ``core.signals.history_until``."""
@@ -184,7 +218,7 @@ class MexcSource:
             if item is not _END:
                 self._head.append(item)
 
-    def __iter__(self) -> Iterator[MarketEvent]:
+    def __iter__(self) -> Iterator[MarketEvent | BookDepth]:
         self.start()
         it = self._it
         if it is None:  # pragma: no cover - start() made it
@@ -202,6 +236,8 @@ class MexcSource:
                     self._signals.history_until = item.open_ms * NS_PER_MS  # the close of the last warm-up bar
                 continue
             self.events += 1
+            if type(item) is BookDepth:
+                self.books += 1
             yield item
 
     def stop(self) -> None:

@@ -473,6 +473,8 @@ def _pg_binary_copy_data(cur: Any, spec: Spec, rows: list[dict[str, Any]], take:
     # start-up time: psycopg (~0.15 s) only on PostgreSQL, SQLite runs do without
     import psycopg
     from psycopg import adapters
+
+    # optional fast path: psycopg's binary COPY internals, only on PostgreSQL
     from psycopg._copy_base import _binary_signature, _binary_trailer, format_row_binary
     from psycopg.adapt import PyFormat, Transformer
     from psycopg.pq import Format

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -10,6 +11,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import msgspec
@@ -19,7 +21,7 @@ from claire.bus.base import Bus
 from claire.config import DEFAULT_PORTS, TOPOLOGIES, RunConfig, from_spec, to_spec
 from claire.engine.kernel import build_core
 from claire.events import Bar, IdFactory
-from claire.events.topics import PIPE_RESULTS, PIPE_SIGNALS
+from claire.events.topics import ALERTS, PIPE_RESULTS, PIPE_SIGNALS
 from claire.portfolio import Portfolio
 from claire.runtime.distributed.runner import MarketDataService, StageService, WriterService, stage_inputs
 from claire.runtime.distributed.stages import (
@@ -124,9 +126,11 @@ def resolve_secrets(spec: dict[str, Any], environ: dict[str, str] | None = None)
 def market_events(cfg: RunConfig) -> Any:
     """The market events a run replays: its data files, or synthetic bars (``data.synthetic``)."""
     if cfg.data.synthetic:
+        # start-up time: the core and its readers only for the command that runs them
         from claire.marketdata import synthetic_bars
 
         return synthetic_bars(["BTCUSDT", "ETHUSDT"], int(cfg.data.synthetic), 1_767_225_600_000_000_000)
+    # start-up time: the core and its readers only for the command that runs them
     from claire.marketdata import open_market_data
 
     return open_market_data(cfg.data.paths, cfg.data.symbol)
@@ -138,6 +142,7 @@ def with_exchange_rules(cfg: RunConfig) -> RunConfig:
     (they travel in the run spec). Unchanged for files, or when it has rules already."""
     if cfg.data.source != "mexc" or getattr(cfg.data, "rules", None):
         return cfg
+    # start-up time: the core and its readers only for the command that runs them
     from claire.runtime.sources import market_source, with_rules
 
     if cfg.data.paths:  # a capture: start its replay for the rules it recorded
@@ -147,9 +152,8 @@ def with_exchange_rules(cfg: RunConfig) -> RunConfig:
             return with_rules(cfg, src)
         finally:
             src.close()
-    import asyncio
-    from types import SimpleNamespace
 
+    # start-up time: aiohttp and protobuf only with --source mexc
     from claire.adapters.mexc import MexcRestClient
 
     async def fetch() -> Any:
@@ -177,6 +181,7 @@ def run_hash(spec: dict[str, Any]) -> str:
 
 def _with_db_retry(fn: Any, what: str, timeout: float = 120.0) -> Any:
     """Start-up work against a database that may be restarting: retry with capped backoff."""
+    # start-up time: SQLAlchemy only for commands with a database
     from sqlalchemy.exc import OperationalError
 
     delay, deadline = 0.2, time.monotonic() + timeout
@@ -226,6 +231,7 @@ class Service:
 
 
 def _writer_service(cfg: RunConfig, spec: dict[str, Any], bus: Bus, metrics: ServiceMetrics) -> Service:
+    # start-up time: SQLAlchemy only for commands with a database
     from claire.storage import Database, EventWriter
 
     db = Database(cfg.runtime.database_url)
@@ -267,13 +273,13 @@ def _marketdata_service(cfg: RunConfig, bus: Bus, metrics: ServiceMetrics, batch
         loop = MarketDataService(bus, market_events(cfg), partitions, cfg.runtime.speed, batch=batch, metrics=metrics)
         _md_collector(loop, metrics)
         return Service("marketdata", loop, metrics, bus)
+    # start-up time: aiohttp and protobuf only with --source mexc
     from claire.adapters.mexc.stream import stale_seconds
-    from claire.events.topics import ALERTS
     from claire.runtime.sources import market_source
 
     replay = bool(cfg.data.paths)
     capture = Path(cfg.runtime.out) / "capture" if cfg.runtime.out and not replay else None
-    source = market_source(cfg, capture_dir=capture)
+    source = market_source(cfg, capture_dir=capture, books=False)  # the stages carry no books: fills on quotes
     loop = MarketDataService(bus, source, partitions, None, batch=batch, metrics=metrics, live=True,
                              finite=replay, symbols=() if replay else cfg.data.symbols)
     source.bind(_SourceBinding(lambda ev: loop.side_output(ALERTS, ev), IdFactory(cfg.run_key())))

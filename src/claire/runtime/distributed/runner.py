@@ -28,6 +28,7 @@ import msgspec
 from claire.bus.base import Bus, Message
 from claire.events import (
     Bar,
+    BookDepth,
     Control,
     DecodeError,
     Order,
@@ -357,6 +358,10 @@ class MarketDataService(ServiceLoop):
       published at that time: a restarted source (which replays its warm-up bars) publishes only
       what comes after, so the stream stays in event-time order and nothing is doubled.
 
+    Book depth (:class:`~claire.events.BookDepth`) is not published: the distributed stages do not
+    carry books, so their paper exchange fills on the quote's touch (and bars) only. A live MEXC
+    source is made with ``books=False``; a book a source yields all the same is dropped here.
+
     Per symbol it keeps when the last event came (wall clock) and its event time: the service's
     freshness (``/ready``, ``/metrics``).
     """
@@ -537,6 +542,8 @@ class MarketDataService(ServiceLoop):
 
         try:
             for ev in src:
+                if type(ev) is BookDepth:  # the stages do not carry books (see the class doc)
+                    continue
                 if not put(ev):
                     return
         except BaseException as exc:  # handed to the service loop
