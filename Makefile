@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: install demo test bench lint clean proto
+.PHONY: install demo test bench lint clean proto system-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required"'
@@ -27,7 +27,18 @@ demo: $(STAMP)
 	  --data data/SOL_USDT-1m.feather --data data/XRP_USDT-1m.feather \
 	  --strategy momentum --out $(DEMO_OUT) --db sqlite:///$(DEMO_OUT)/claire.db
 
-test: $(STAMP)
+# What the tests drive as a user would have it, from Debian's packages: the browser (chromium), promtool
+# and a Prometheus server (prometheus), a compose client (docker-compose). Installed only when missing;
+# the package's service is not started (the tests start their own on free ports).
+SYSTEM_TOOLS := chromium:chromium promtool:prometheus prometheus:prometheus docker-compose:docker-compose
+system-tools:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then echo "installing from Debian's packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; fi
+
+test: $(STAMP) system-tools
 	$(VENV)/bin/pytest -n 2 --dist loadgroup -q
 
 # Benchmarks print figures (JSON, with the command that gave them); see docs/benchmarks.md.

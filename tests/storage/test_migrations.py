@@ -1,4 +1,4 @@
-"""Migrations 1.0 -> 2.0 -> 3.0 keep the data, go down again, and have a CLI (S4)."""
+"""Migrations 1.0 -> 2.0 -> 3.0 -> 4.0 keep the data, go down again, and have a CLI (S4)."""
 
 from __future__ import annotations
 
@@ -62,16 +62,21 @@ def test_upgrade_step_by_step_keeps_data_and_downgrade_works(db_url):
         assert db.upgrade("2.0.0") == "v2_0"
         assert count(db, "signals") == 1
         _v2_data(db)
-        assert db.upgrade() == "v3_0"
+        assert db.upgrade("3.0") == "v3_0"
         _v3_data(db)
+        assert db.upgrade() == "v4_0"
+        assert rows(db, "SELECT category, occurrences FROM alerts") == [(None, 1)]  # 4.0 keeps the alert
         assert (count(db, "signals"), count(db, "risk_events"), count(db, "alerts")) == (1, 1, 1)
         assert rows(db, "SELECT price FROM signals")[0][0] in ("65000.01", Decimal("65000.01"))
         assert [r[0] for r in rows(db, "SELECT version FROM schema_version ORDER BY version")] == [
             "1.0.0",
             "2.0.0",
             "3.0.0",
+            "4.0.0",
         ]
 
+        assert db.downgrade() == "v3_0"
+        assert count(db, "alerts") == 1
         assert db.downgrade() == "v2_0"
         assert (count(db, "signals"), count(db, "risk_events")) == (1, 1)
         assert [r[0] for r in rows(db, "SELECT version FROM schema_version ORDER BY version")] == [
@@ -80,7 +85,7 @@ def test_upgrade_step_by_step_keeps_data_and_downgrade_works(db_url):
         ]
         assert db.downgrade("v1") == "v1_0"
         assert count(db, "signals") == 1
-        assert db.upgrade() == "v3_0"  # and up again, data still there
+        assert db.upgrade() == "v4_0"  # and up again, data still there
         assert count(db, "signals") == 1 and count(db, "alerts") == 0
         assert db.downgrade("base") is None
         from sqlalchemy import inspect
@@ -122,18 +127,18 @@ def test_cli_upgrade_current_history_downgrade(db_url, tmp_path):
     assert r.stdout.strip() == "v2_0 (schema 2.0.0)"
     r = _claire_db("history", url=db_url, cwd=tmp_path)
     lines = r.stdout.strip().splitlines()
-    assert len(lines) == 3 and lines[1].startswith("* v2_0")
+    assert len(lines) == 4 and lines[1].startswith("* v2_0")
     assert _claire_db("upgrade", url=db_url, cwd=tmp_path).returncode == 0
-    assert _claire_db("current", url=db_url, cwd=tmp_path).stdout.strip() == "v3_0 (schema 3.0.0) head"
+    assert _claire_db("current", url=db_url, cwd=tmp_path).stdout.strip() == "v4_0 (schema 4.0.0) head"
     assert _claire_db("downgrade", url=db_url, cwd=tmp_path).returncode == 0
-    assert _claire_db("current", url=db_url, cwd=tmp_path).stdout.strip() == "v2_0 (schema 2.0.0)"
+    assert _claire_db("current", url=db_url, cwd=tmp_path).stdout.strip() == "v3_0 (schema 3.0.0)"
 
 
 def test_cli_default_url_is_sqlite_file_in_cwd(tmp_path):
     r = _claire_db("upgrade", url="", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "claire.db").exists()
-    assert "v3_0" in r.stdout
+    assert "v4_0" in r.stdout
 
 
 def test_cli_bad_url_gives_one_line_error(tmp_path):

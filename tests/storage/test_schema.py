@@ -37,7 +37,7 @@ def test_every_table_of_s1_exists_and_matches_the_models(db):
         "strategy_versions",
         "schema_version",
     }
-    assert s1 | {"runs", "dead_letters", "checkpoints", "pending_events"} <= names
+    assert s1 | {"runs", "dead_letters", "checkpoints", "pending_events", "service_status"} <= names
     assert set(inspect(db.engine).get_view_names()) >= {"open_positions", "open_orders"}
     with db.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
@@ -56,6 +56,7 @@ def test_every_table_of_s1_exists_and_matches_the_models(db):
         ("1.0.0",),
         ("2.0.0",),
         ("3.0.0",),
+        ("4.0.0",),
     ]
 
 

@@ -1,7 +1,7 @@
 """Schema migrations (Alembic), run from the installed package without an alembic.ini.
 
 Revisions mirror the seeds' phases: ``v1_0`` (1.0.0 core) -> ``v2_0`` (2.0.0 risk events and
-execution analysis) -> ``v3_0`` (3.0.0 analytics). ``--to`` accepts a revision id, a schema
+execution analysis) -> ``v3_0`` (3.0.0 analytics) -> ``v4_0`` (4.0.0 operations). ``--to`` accepts a revision id, a schema
 version (``2.0``, ``2.0.0``, ``v2``), ``head``, ``base`` or a relative step (``-1``, ``+1``).
 """
 

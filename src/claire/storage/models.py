@@ -78,6 +78,7 @@ TRADING_STATES = ("active", "halted", "circuit_broken")
 ALERT_LEVELS = ("info", "warning", "critical")
 TREND_DIRECTIONS = ("up", "down", "sideways")
 PERIOD_TYPES = ("hour", "day", "week", "month", "run")
+SERVICE_STATES = ("starting", "running", "degraded", "stopped", "failed")
 
 
 class Base(DeclarativeBase):
@@ -555,6 +556,9 @@ class AlertRow(Base):
     related_signal_id: Mapped[str | None] = mapped_column(String(128))
     related_order_id: Mapped[str | None] = mapped_column(String(128))
     related_trade_id: Mapped[str | None] = mapped_column(String(128))
+    category: Mapped[str | None] = mapped_column(String(32))  # 4.0: risk, data, service, execution, ...
+    occurrences: Mapped[int] = mapped_column(Integer, server_default=text("1"))  # 4.0: repeats in the cool-down
+    last_seen: Mapped[datetime | None]  # 4.0: the last repeat
     acknowledged: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     acknowledged_at: Mapped[datetime | None]
     details: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
@@ -566,6 +570,7 @@ class AlertRow(Base):
         one_of("level", ALERT_LEVELS),
         Index("ix_alerts_run_id_ts", "run_id", "ts"),
         Index("ix_alerts_level_ts", "level", text("ts DESC")),
+        Index("ix_alerts_category_ts", "category", "ts"),
         Index(
             "ix_alerts_unacknowledged",
             "ts",
@@ -584,6 +589,31 @@ class StrategyVersionRow(Base):
     params: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
     description: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default=_now())
+
+
+# --- 4.0: operations ---------------------------------------------------------------------
+
+
+class ServiceStatusRow(Base):
+    """The last heartbeat of each component of a run (paper: one; distributed: one per service
+    replica): what the live view, `papertest status` and the alerts read, from the database alone."""
+
+    __tablename__ = "service_status"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    service: Mapped[str] = mapped_column(String(64), primary_key=True)
+    replica: Mapped[int] = mapped_column(Integer, primary_key=True, server_default=text("0"))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    ready: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    heartbeat_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    events_processed: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    last_event_ts: Mapped[datetime | None]
+    lag_ms: Mapped[Decimal | None]
+    restarts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    details: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
+
+    __table_args__ = (one_of("status", SERVICE_STATES), not_negative("lag_ms"))
 
 
 # Tables in dependency order (parents first), and the views the migrations create.
