@@ -143,3 +143,33 @@ def test_backoff_grows_with_jitter_and_is_capped():
         nominal = min(30, 0.5 * 2 ** a)
         assert 0.5 * nominal <= d <= 1.5 * nominal
     assert len(set(delays)) == len(delays)  # jittered
+
+
+def test_a_slow_consumer_gets_backpressure_not_an_unbounded_backlog(fake_bars):
+    """The reader stops at max_pending frames waiting for the consumer (memory stays bounded) and
+    goes on, without a reconnect, once the consumer has caught up."""
+
+    async def go(fake):
+        stream = MexcStream(["BTCUSDT", "ETHUSDT"], url=fake.ws_url, max_pending=20, **FAST_STREAM)
+        await stream.start()
+        await asyncio.sleep(0.8)  # the consumer is busy: ~500 frames pushed meanwhile
+        backlog = stream._queue.qsize()
+        waits_while_busy = stream.backpressure_waits
+        items = await collect(stream, 0.8)
+        await stream.close()
+        return backlog, waits_while_busy, items, stream
+
+    backlog, waits, items, stream = with_fake(fake_bars, go, speed=20.0)
+    assert 20 <= backlog <= 21  # the frames up to the bound, plus the "connected" event
+    assert waits >= 1
+    frames = [i for i in items if isinstance(i, Frame)]
+    assert len(frames) > 60  # it reads on after the consumer caught up
+    assert stream.reconnects == 0 and stream.backpressure_seconds > 0.5
+
+
+def test_max_pending_from_the_environment(monkeypatch):
+    monkeypatch.setenv("CLAIRE_MEXC_MAX_PENDING", "5000")
+    assert MexcStream(["BTCUSDT"], url="ws://127.0.0.1:9/ws").max_pending == 5000
+    monkeypatch.setenv("CLAIRE_MEXC_MAX_PENDING", "lots")
+    with pytest.raises(ValueError, match="CLAIRE_MEXC_MAX_PENDING must be an integer >= 2, got 'lots'"):
+        MexcStream(["BTCUSDT"], url="ws://127.0.0.1:9/ws")

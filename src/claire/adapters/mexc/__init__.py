@@ -14,7 +14,8 @@ Synchronous facade: :class:`MexcMarketData` (iterate it like :class:`claire.mark
 and :func:`replay_capture`.
 
 Environment: ``MEXC_REST_URL`` (default ``https://api.mexc.com``), ``MEXC_WS_URL`` (default
-``wss://wbs-api.mexc.com/ws``), ``MEXC_STALE_SEC`` (default 30).
+``wss://wbs-api.mexc.com/ws``), ``MEXC_STALE_SEC`` (default 30), ``CLAIRE_MEXC_MAX_PENDING``
+(frames waiting for the consumer before the reader pauses; default 100,000).
 """
 
 from __future__ import annotations

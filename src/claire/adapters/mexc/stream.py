@@ -12,6 +12,10 @@
   reconnected with exponential backoff and jitter.
 - Watchdog: a symbol without any push for ``stale_s`` (``MEXC_STALE_SEC``, 30 s) while subscribed
   makes its connection reconnect; the ``disconnected`` item says ``reason="stale"`` and which symbols.
+- Backpressure: at most ``max_pending`` received frames wait for the consumer
+  (``CLAIRE_MEXC_MAX_PENDING``, 100,000); then the reader pauses until half have been taken, so a
+  consumer that falls behind (e.g. the REST repair waiting on the rate limit) cannot grow the
+  process without bound. ``backpressure_waits`` / ``backpressure_seconds`` count the pauses.
 
 The stream hands out :class:`Frame` (binary pushes, undecoded) and :class:`ConnEvent` items in
 arrival order; a connection's ``connected`` item comes before any of its frames.
@@ -50,6 +54,19 @@ def ws_url() -> str:
 
 def stale_seconds() -> float:
     return float(os.environ.get("MEXC_STALE_SEC") or 30)
+
+
+def max_pending_frames() -> int:
+    """How many received frames may wait for the consumer (``CLAIRE_MEXC_MAX_PENDING``, default
+    100,000: about 100 s of a busy 20-symbol feed, ~40 MB) before the reader pauses."""
+    raw = os.environ.get("CLAIRE_MEXC_MAX_PENDING", "100000")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"CLAIRE_MEXC_MAX_PENDING must be an integer >= 2, got {raw!r}") from None
+    if value < 2:
+        raise ValueError(f"CLAIRE_MEXC_MAX_PENDING must be an integer >= 2, got {raw!r}")
+    return value
 
 
 def channel_of(data: bytes) -> bytes | None:
@@ -181,12 +198,32 @@ class _Connection:
                 if sym in last_data:
                     last_data[sym] = time.monotonic()
                 put(Frame(self.index, data, ts))
+                if st._queue.qsize() >= st.max_pending:
+                    await self._hold_back()
             elif t == aiohttp.WSMsgType.TEXT:
                 self._on_text(msg.data)
             elif t in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
                 return "closed", ()
             elif t == aiohttp.WSMsgType.ERROR:
                 return "error", ()
+
+    async def _hold_back(self) -> None:
+        """Backpressure: the consumer is ``max_pending`` frames behind, so stop reading the socket
+        until it has caught up to half of that. Memory stays bounded; the exchange's frames wait in
+        the socket (if MEXC drops a reader this slow, the reconnect and the feed's REST repair of the
+        kline gap follow, as after any disconnect). Not reading is not staleness: the data watchdog's
+        clocks restart when reading resumes."""
+        st = self.stream
+        st.backpressure_waits += 1
+        st._drained.clear()
+        t0 = time.monotonic()
+        while not st._drained.is_set() and not st._closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(st._drained.wait(), 1.0)
+        now = time.monotonic()
+        st.backpressure_seconds += now - t0
+        for sym in self.last_data:
+            self.last_data[sym] = max(self.last_data[sym], now)
 
     async def _check(self, now: float) -> tuple[str, tuple[str, ...]] | None:
         """The periodic check of :meth:`pump`: why to reconnect (stale symbols, the 24 h limit), or
@@ -302,7 +339,7 @@ class MexcStream:
                  session: Any = None, capture: CaptureWriter | None = None, stale_s: float | None = None,
                  ping_interval_s: float = 20.0, max_age_s: float = 23.5 * 3600, max_topics: int = MAX_TOPICS,
                  backoff_base_s: float = 0.5, backoff_max_s: float = 30.0, stable_after_s: float = 10.0,
-                 ack_timeout_s: float = 10.0,
+                 ack_timeout_s: float = 10.0, max_pending: int | None = None,
                  seed: int | None = None, clock: Callable[[], int] = time.time_ns) -> None:
         if not symbols:
             raise ValueError("no symbols to stream")
@@ -329,7 +366,12 @@ class MexcStream:
         per_conn = max_topics // per_symbol
         groups = [self.symbols[i:i + per_conn] for i in range(0, len(self.symbols), per_conn)]
         self.connections = [_Connection(self, i, g) for i, g in enumerate(groups)]
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        # frames received and not yet taken by the consumer: at most max_pending (then backpressure)
+        self.max_pending = max_pending if max_pending is not None else max_pending_frames()
+        if self.max_pending < 2:
+            raise ValueError("max_pending must be >= 2")
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()  # bounded by _hold_back for frames; control items always fit
+        self._drained = asyncio.Event()
         self._closing = False
         self._started = False
         # counters
@@ -337,6 +379,8 @@ class MexcStream:
         self.reconnects = 0
         self.stale_reconnects = 0
         self.messages_sent = 0
+        self.backpressure_waits = 0  # times the reader paused because the consumer was max_pending behind
+        self.backpressure_seconds = 0.0
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter: base * 2**attempt (capped), times 0.5..1.5."""
@@ -381,6 +425,8 @@ class MexcStream:
                 else await self._queue.get()
         except TimeoutError:
             return None
+        if not self._drained.is_set() and self._queue.qsize() <= self.max_pending // 2:
+            self._drained.set()
         if isinstance(item, BaseException):
             raise item
         return item
