@@ -120,10 +120,21 @@ def rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+BAR_MARKET = ("volume_24h", "volume_window_h", "volatility_1h", "trend_direction", "trend_strength")
+
+
 def signal_view(rs: list[dict[str, str]]) -> list[tuple[str, ...]]:
-    """What a signal says (its id depends on the run's name)."""
-    return [(r["time"], r["symbol"], r["side"], r["price"], r["confidence"], r["reduce_only"], r["metadata"])
-            for r in rs]
+    """What a signal says (its id depends on the run's name): the strategy's figures, and of the
+    market at the signal what bars tell (the live feed also has quotes: spread and depth, which a
+    bar file cannot know)."""
+    out = []
+    for r in rs:
+        meta = json.loads(r["metadata"])
+        market = meta.pop("market", {})
+        bar_market = json.dumps({k: market.get(k) for k in BAR_MARKET}, sort_keys=True)
+        out.append((r["time"], r["symbol"], r["side"], r["price"], r["confidence"], r["reduce_only"],
+                    json.dumps(meta, sort_keys=True), bar_market))
+    return out
 
 
 def iso(ms: int) -> str:

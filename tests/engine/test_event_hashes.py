@@ -16,10 +16,12 @@ from claire.runtime.backtest import run_backtest
 DATA = Path(__file__).resolve().parents[2] / "data"
 FILES = [DATA / f"{s}_USDT-1m.feather" for s in ("BTC", "ETH", "BNB", "SOL", "XRP")]
 
-#: (events, sha256) of a replay with the default configuration of `claire backtest`
+#: (events, sha256) of a replay with the default configuration of `claire backtest`. Changed by
+#: issue 12: every signal carries the market context in ``metadata["market"]`` (without that key
+#: the events hash to the earlier pins exactly: nothing else changed)
 PINNED = {
-    "sma_cross": (64000, "695e72405a1cc6a7a354af224d8236e3fd983cdf0d22f88921e85e348f76b2af"),
-    "momentum": (77116, "1500893dd46f1021aa229b76d67737f2dcbc7aea344bf06a506fa8b649af7176"),
+    "sma_cross": (64000, "16e62fc38f18a5045d05a8a0d79637a7f21bc0455a98a80180223f0042fb80c6"),
+    "momentum": (77116, "fbc9f32aa6f50f74f9f25274d24b18ee2178bfda4e92fde90c58f4cafd60bec8"),
 }
 
 

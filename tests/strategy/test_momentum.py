@@ -96,7 +96,8 @@ def test_real_data_follows_the_rule(sym, allow_short):
     assert min(i for i, _ in got) >= 34  # all three warm on bar 33; the first "turn" on bar 34 at the earliest
 
     for i, sig in got:
-        m = sig.metadata
+        m = dict(sig.metadata)
+        assert "volume_24h" in m.pop("market")  # the market at the signal (market_conditions)
         assert set(m) == KEYS | {"reason"}
         assert all(isinstance(m[k], float) for k in KEYS)
         for key, ref_arr in [("rsi", rsi), ("macd", macd), ("macd_signal", macd_sig), ("macd_hist", hist),

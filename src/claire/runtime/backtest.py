@@ -30,6 +30,8 @@ class RunResult:
     events: int
     seconds: float
     out: Path | None = None
+    #: the fills' prices after (``(fill id, price, event time)``, see SignalEngine.take_prices_after)
+    prices_after: list[tuple[str, str, int]] | None = None
 
     @property
     def round_trips(self) -> list[RoundTrip]:
@@ -111,7 +113,9 @@ def run_backtest(cfg: RunConfig, events: Iterable[Bar | TradeTick | QuoteTick | 
             "symbols": sorted(core.signals.strategies),
         })
         out = write_run_files(cfg.runtime.out, recorder, summary) if cfg.runtime.out else None
-    return RunResult(cfg, recorder, core.portfolio, summary, n, seconds, out)
+    take = getattr(core.signals, "take_prices_after", None)
+    return RunResult(cfg, recorder, core.portfolio, summary, n, seconds, out,
+                     prices_after=take() if take is not None else None)
 
 
 def run_backtest_cli(cfg: RunConfig, progress: bool = True, console: Any = None) -> dict[str, Any]:
@@ -186,6 +190,13 @@ def run_backtest_cli(cfg: RunConfig, progress: bool = True, console: Any = None)
         )
 
         write_performance(writer.db, cfg.run_key(), performance_rows(result.recorder, result.portfolio, result.summary))
+        from claire.runtime.analytics import (
+            RunAnalytics,  # start-up time: SQLAlchemy only for commands with a database
+        )
+
+        analytics = RunAnalytics(writer.db, cfg.run_key())  # the fills' prices after, and why not
+        analytics.prices_after(result.prices_after or ())
+        analytics.finish(performance=False)  # (the performance rows above: from the Recorder)
         writer.db.dispose()
     result.summary["engine_seconds"] = round(result.seconds, 3)
     result.summary["events_per_sec"] = round(result.events / result.seconds) if result.seconds else None

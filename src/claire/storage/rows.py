@@ -264,8 +264,33 @@ def market_condition_row(ev: Signal, run_id: str, price: Decimal, ts: Any = None
     if row["trend_direction"]:
         used.update({"trend_direction", "trend"})
     rest = {k: v for k, v in flat.items() if k not in used}
+    _why_missing(row, rest, ev.metadata)
     row["metadata"] = as_json(rest)
     return row
+
+
+#: the columns of the market context (claire.strategy.market_context): a NULL one has its reason
+_CONTEXT_COLUMNS = ("volume_24h", "volatility_1h", "trend_direction", "trend_strength", "spread_bps",
+                    "order_book_depth")
+_NOT_GIVEN = "not in the signal's market context"
+
+
+def _why_missing(row: dict[str, Any], rest: dict[str, Any], meta: Any) -> None:
+    """``rest["unavailable"]``: why each NULL market-context column of a signal the signal engine
+    stamped is NULL (it says why for what it could not compute). A signal it did not stamp (the
+    risk manager's own, a signal written by hand) has no market context at all, and its metadata
+    stays as given."""
+    if not (isinstance(meta, dict) and isinstance(meta.get("market"), dict)):
+        return
+    missing = [c for c in _CONTEXT_COLUMNS if row[c] is None]
+    if not missing:
+        return
+    given = rest.get("unavailable")
+    why = dict(given) if isinstance(given, dict) else {}
+    for c in missing:
+        if c not in why:
+            why[c] = why.get("trend_direction", _NOT_GIVEN) if c == "trend_strength" else _NOT_GIVEN
+    rest["unavailable"] = why
 
 
 # --- orders -----------------------------------------------------------------------------
@@ -373,6 +398,7 @@ def execution_row(
     if slip is None and expected:
         raw = (fill - expected) / expected * BPS
         slip = (raw if trade["side"] == "buy" else -raw).quantize(Q4)
+    exec_ts = ev.ts_event
     if slip is None:
         quality, reason = None, None
     else:
@@ -386,7 +412,6 @@ def execution_row(
             reason = "price improvement"
         else:
             reason = "none"
-    exec_ts = ev.ts_event
 
     def ms(a: int | None, b: int | None) -> Decimal | None:
         return None if a is None or b is None else Decimal(b - a) / NS_PER_MS
@@ -413,8 +438,41 @@ def execution_row(
         "price_after": None,
         "market_impact_bps": None,
         "execution_quality_score": quality,
-        "metadata": {"liquidity": trade["liquidity"], "fee": trade["fee"]},
+        "metadata": _execution_meta(trade, slip, order_ts, exec_ts),
     }
+
+
+def _execution_meta(trade: dict[str, Any], slip: Decimal | None, order_ts: int | None, exec_ts: int) -> dict[str, Any]:
+    meta: dict[str, Any] = {"liquidity": trade["liquidity"], "fee": trade["fee"]}
+    if slip is not None:
+        meta["slippage_cause"] = slippage_cause(slip, trade["liquidity"], order_ts, exec_ts)
+    return meta
+
+
+def slippage_cause(slip: Decimal, liquidity: str, order_ts: int | None, exec_ts: int) -> str:
+    """What caused the slippage (``execution_analysis.metadata["slippage_cause"]``; the column
+    ``slippage_reason`` keeps the fill's reason or the direction), from what the fill tells: a resting limit
+    order (maker) fills at its limit; a fill after its order (a bar fill at the next open, a book
+    or quote that came later) paid the market's move in between; a fill at the order's own time
+    paid the spread or the modelled slippage."""
+    if slip > 0:
+        direction = "adverse"
+    elif slip < 0:
+        direction = "price improvement"
+    else:
+        return "none"
+    if liquidity == "maker":
+        return f"{direction}: limit order filled at its limit"
+    if order_ts is not None and exec_ts > order_ts:
+        return f"{direction}: market moved between order and fill"
+    return f"{direction}: spread or modelled slippage at the order"
+
+
+def impact_bps(side: str, execution_price: Decimal, price_after: Decimal) -> Decimal:
+    """Market impact: how far the price moved in the trade's direction from the fill to the next
+    price of the symbol, in bps (> 0: on after a buy, down after a sell)."""
+    move = (price_after - execution_price) / execution_price * BPS
+    return (move if side == "buy" else -move).quantize(Q4)
 
 
 # --- portfolio --------------------------------------------------------------------------
@@ -525,8 +583,17 @@ def alert_row(ev: Alert, run_id: str) -> dict[str, Any]:
         related_signal_id=ref("signal_id", "related_signal_id"),
         related_order_id=ref("order_id", "related_order_id"),
         related_trade_id=ref("trade_id", "fill_id", "related_trade_id"),
+        category=_category(details),
+        occurrences=1,
+        last_seen=None,
         acknowledged=False,
         acknowledged_at=None,
         details=details,
     )
     return row
+
+
+def _category(details: Any) -> str | None:
+    """``alerts.category`` (4.0): the alert's ``details["category"]`` (risk, data, service, ...)."""
+    c = details.get("category") if isinstance(details, dict) else None
+    return c[:32] if isinstance(c, str) and c else None

@@ -3,7 +3,16 @@
 Its checkpoint (``get_state``) holds one entry per symbol (:func:`strategy_state`): the
 strategy's name and version, its parameters, the number of signals it emitted (their ids derive
 from it), its position view, and its own ``Strategy.get_state()``. Plain data throughout, no
-Python objects: a checkpoint names no code to run.
+Python objects: a checkpoint names no code to run. Next to them: the market context
+(``market``) and the fills waiting for their price after (``price_after``).
+
+Every signal a strategy emits leaves here with ``metadata["market"]``: the figures of
+:class:`~claire.strategy.market_context.MarketContext` at the signal's market event (24h volume,
+1h volatility, trend, spread, book depth, and why a figure is missing), fed by the same events the
+strategy sees, so every runtime stores the same ``market_conditions`` row. Each fill of the
+engine's symbols waits in :class:`~claire.strategy.market_context.PriceAfter` for the symbol's
+next price (``execution_analysis.price_after``; the one-process runtimes take them with
+:meth:`SignalEngine.take_prices_after`).
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import msgspec
 
 from claire.events import (
     Bar,
+    BookDepth,
     IdFactory,
     Order,
     OrderResult,
@@ -29,6 +39,7 @@ from claire.events import (
     to_plain,
 )
 from claire.strategy.base import Strategy, WorkingOrder
+from claire.strategy.market_context import CATCH_UP_EVERY, MarketContext, PriceAfter
 
 _EMPTY: tuple[Signal, ...] = ()
 _BUY = Side.BUY
@@ -37,6 +48,7 @@ _FILLED, _PARTIALLY_FILLED = OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED
 
 _E = TypeVar("_E", Bar, TradeTick, QuoteTick)
 _encoder = msgspec.json.Encoder()
+_replace = msgspec.structs.replace
 
 
 class SignalEngine:
@@ -53,6 +65,11 @@ class SignalEngine:
         #: bars closing at or before this time (ns) are history (a live run's warm-up): the
         #: strategy sees them, their signals are dropped (counted, so the ids stay the same)
         self.history_until = -1
+        #: the market around each signal (stamped into its metadata) and the fills waiting for
+        #: their symbol's next price
+        self.market = MarketContext()
+        self.after = PriceAfter()
+        self._pending: dict[str, list[Bar]] = {}  # symbol -> its market context's unprocessed bars
         # validate parameters now, with a clear message, rather than at the first event
         strategy_cls("__check__", self.ids, **self.params)
 
@@ -66,14 +83,39 @@ class SignalEngine:
         if strat._out:
             out = strat._out
             strat._out = []
-            return out
+            return self._stamp(out, ev)
         return _EMPTY
+
+    def _stamp(self, out: list[Signal], ev: Bar | TradeTick | QuoteTick) -> list[Signal]:
+        """The signals with the market figures at ``ev`` in ``metadata["market"]`` (a strategy's
+        own ``market`` entries kept over them)."""
+        figs = self.market.figures(ev.symbol, ev.ts_event)
+        stamped = []
+        for s in out:
+            meta = s.metadata
+            own = meta.get("market") if meta else None
+            market = {**figs, **own} if isinstance(own, dict) else figs
+            stamped.append(_replace(s, metadata={**meta, "market": market}))
+        return stamped
 
     def on_bar(self, bar: Bar) -> Sequence[Signal]:
         """The bar to its symbol's strategy; the signals it emitted."""
-        strat = self.strategies.get(bar.symbol)
+        sym = bar.symbol
+        strat = self.strategies.get(sym)
         if strat is None:
-            strat = self._new(bar.symbol)
+            strat = self._new(sym)
+        # the market context: the bar appended (processed when a signal needs the figures)
+        pending = self._pending.get(sym)
+        if pending is None:
+            m = self.market.symbol(sym)
+            m.has_bars = True
+            pending = self._pending[sym] = m.pending
+        pending.append(bar)
+        if len(pending) >= CATCH_UP_EVERY:
+            self.market.symbols[sym].catch_up()
+        waiting = self.after.waiting
+        if waiting and sym in waiting:
+            self.after.on_price(sym, bar.ts_event, bar.close)
         strat._event = bar
         strat.on_bar(bar)
         out = strat._out
@@ -81,18 +123,38 @@ class SignalEngine:
             strat._out = []
             if bar.ts_event <= self.history_until:
                 return _EMPTY
-            return out
+            return self._stamp(out, bar)
         return _EMPTY
 
     def on_trade(self, tick: TradeTick) -> Sequence[Signal]:
         """The trade to its symbol's strategy; the signals it emitted."""
         strat = self.strategies.get(tick.symbol) or self._new(tick.symbol)
+        self.market.on_trade(tick)
+        if tick.symbol in self.after.waiting:
+            self.after.on_price(tick.symbol, tick.ts_event, tick.price)
         return self._run(strat, tick, strat.on_trade)
 
     def on_quote(self, quote: QuoteTick) -> Sequence[Signal]:
         """The quote to its symbol's strategy; the signals it emitted."""
         strat = self.strategies.get(quote.symbol) or self._new(quote.symbol)
+        self.market.on_quote(quote)
+        if quote.symbol in self.after.waiting:
+            self.after.on_price(quote.symbol, quote.ts_event, quote.price)
         return self._run(strat, quote, strat.on_quote)
+
+    def on_book(self, book: BookDepth) -> Sequence[Signal]:
+        """The top levels of a book: for the market context only (book depth at the signals;
+        strategies do not see books)."""
+        self.market.on_book(book)
+        mid = book.price
+        if mid is not None and book.symbol in self.after.waiting:
+            self.after.on_price(book.symbol, book.ts_event, mid)
+        return _EMPTY
+
+    def take_prices_after(self) -> list[tuple[str, str, int]]:
+        """The fills whose price after is known since the last call: ``(fill id, price as text,
+        event time of the price)``."""
+        return self.after.take()
 
     def on_market(self, ev: Bar | TradeTick | QuoteTick) -> Sequence[Signal]:
         """Any market event to its symbol's strategy; the signals it emitted."""
@@ -120,6 +182,7 @@ class SignalEngine:
             return
         status = result.status
         if status is _FILLED or status is _PARTIALLY_FILLED:
+            self.after.on_fill(result.id, result.symbol, result.ts_event)
             q = result.quantity
             strat.position = strat.position + q if result.side is _BUY else strat.position - q
         if status is _PARTIALLY_FILLED and result.leaves_quantity > 0:
@@ -140,11 +203,26 @@ class SignalEngine:
         for sym, strat in self.strategies.items():
             st = out[sym] = strategy_state(strat)
             _check_encodes(strat, st)
-        return {"strategies": out}
+        return {"strategies": out, "market": self.market.get_state(), "price_after": self.after.get_state()}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        """Make every strategy of the checkpoint again (see :meth:`restore_strategy`)."""
+        """Make every strategy of the checkpoint again (see :meth:`restore_strategy`), and the
+        market context and the fills waiting for their price after."""
         self.strategies = {sym: self.restore_strategy(sym, st) for sym, st in state["strategies"].items()}
+        self.set_market(state.get("market") or {})
+        self.after = PriceAfter()
+        self.after.set_state(state.get("price_after") or {})
+
+    def set_market(self, state: dict[str, Any]) -> None:
+        """The market context of a checkpoint (``MarketContext.get_state``, per symbol)."""
+        self.market = MarketContext()
+        self.market.set_state(state)
+        self._pending = {}
+
+    def encode_market(self, symbol: str) -> bytes | None:
+        """One symbol's market context as JSON (what the signal stage keeps per symbol)."""
+        m = self.market.symbols.get(symbol)
+        return None if m is None else _encoder.encode(m.get_state())
 
     def restore_strategy(self, symbol: str, st: dict[str, Any]) -> Strategy:
         """A strategy of ``symbol`` as :func:`strategy_state` saved it: constructed with the saved
