@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
 from claire.events import PortfolioSnapshot, iso_from_ns
 from claire.events.time import NS_PER_DAY
+from claire.reporting import metrics
 from claire.reporting.recorder import R_EXPOSURE_PCT, R_TS, snapshot_rows
 
 CENT = Decimal("0.01")
@@ -85,17 +85,9 @@ def daily_returns(start_cash: Decimal, closes: list[tuple[int, Decimal]]) -> lis
 
 
 def sharpe_sortino(returns: list[float], periods_per_year: int = 365) -> tuple[float | None, float | None]:
-    n = len(returns)
-    if n < 2:
-        return None, None
-    mean = sum(returns) / n
-    var = sum((r - mean) ** 2 for r in returns) / (n - 1)
-    sd = math.sqrt(var)
-    sharpe = mean / sd * math.sqrt(periods_per_year) if sd > 0 else None
-    downside = [min(r, 0.0) for r in returns]
-    dd = math.sqrt(sum(d * d for d in downside) / n)
-    sortino = mean / dd * math.sqrt(periods_per_year) if dd > 0 else None
-    return sharpe, sortino
+    """Annualised Sharpe and Sortino of daily returns, as quantstats defines them (see
+    :mod:`claire.reporting.metrics`); None where undefined (fewer than 2 days, no variation)."""
+    return metrics.sharpe(returns, periods_per_year), metrics.sortino(returns, periods_per_year)
 
 
 def _count(recorder: Any, attr: str, events: str) -> int:
