@@ -90,6 +90,8 @@ def free_ports() -> dict[str, int]:
 
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # as the services' HTTP servers bind: a closed connection in TIME_WAIT does not block them
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

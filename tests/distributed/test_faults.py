@@ -309,15 +309,23 @@ def test_malformed_market_data_goes_to_the_dead_letter_stream(fault_data, refere
         finally:
             client.close()
 
-    res = _run(spec, state, inject)
-    assert seen["pos"] < N_EVENTS, "the malformed messages must be mixed into a running replay"
-    _assert_same(res, reference)
-
+    up_when_ready(spec, state)
+    inject(spec, state)
+    wait_final(spec, state)
     client = redis.Redis.from_url(redis_url)
-    try:
+    try:  # read before `down`, which deletes a finished run's keys
         dlq = client.xrange(spec["runtime"]["prefix"] + "market_data.dlq")
     finally:
         client.close()
+    stop_all(state)
+    res = db_result(spec["runtime"]["database_url"])
+    assert seen["pos"] < N_EVENTS, "the malformed messages must be mixed into a running replay"
+    # every dead letter is in the database too (the writer stores each service's dead letters)
+    stored = res.pop("dead_letters")
+    assert len(stored) == len(bad)
+    assert {source for source, _ in stored} == {"market_data"}
+    assert all(reason.startswith("malformed event") for _, reason in stored)
+    _assert_same({**res, "dead_letters": []}, reference)
     assert len(dlq) == len(bad)
     assert sorted(f[b"payload"] for _, f in dlq) == sorted(bad)
     for _, fields in dlq:

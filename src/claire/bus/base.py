@@ -275,6 +275,11 @@ class Bus(abc.ABC):
     def pending_count(self, stream: str, group: str) -> int:
         """Number of messages delivered to the group and not acked."""
 
+    def backlog(self, stream: str, group: str) -> int:
+        """Messages of ``stream`` the group has not finished: not yet delivered plus pending (0 when
+        the group or stream does not exist). What a stalled consumer leaves growing."""
+        return self.pending_count(stream, group)
+
     @abc.abstractmethod
     def dead_letter(self, stream: str, group: str, message: Message, reason: str) -> str | None:
         """Move ``message`` to the dead-letter stream with ``reason`` and ack it on ``stream``.

@@ -241,6 +241,15 @@ class InMemoryBus(Bus):
             self._check_open()
             return len(self._group(stream, group)[1].pel)
 
+    def backlog(self, stream: str, group: str) -> int:
+        with self._lock:
+            self._check_open()
+            s = self._streams.get(stream)
+            g = s.groups.get(group) if s is not None else None
+            if s is None or g is None:
+                return 0
+            return len(s.ids) - bisect.bisect_right(s.ids, g.last_delivered) + len(g.pel)
+
     def _dead_letter_locked(
         self, stream: str, group: str, message: Message, reason: str, deliveries: int | None = None
     ) -> str | None:

@@ -507,6 +507,27 @@ class RedisStreamsBus(Bus):
         key = self._key(stream)
         return int(self._call("pending_count", lambda: self._r.xpending(key, group))["pending"])
 
+    def backlog(self, stream: str, group: str) -> int:
+        key = self._key(stream)
+
+        def info() -> Any:
+            try:
+                return self._r.xinfo_groups(key)
+            except ResponseError:  # no such stream
+                return []
+
+        for g in self._call("backlog", info):
+            name = g.get("name")
+            if (name.decode() if isinstance(name, bytes) else name) == group:
+                lag = g.get("lag")
+                if lag is None:  # unknown after a trim or deletion: count what is after its position
+                    last = g.get("last-delivered-id")
+                    start = "(" + (last.decode() if isinstance(last, bytes) else str(last))
+                    after: Any = self._call("backlog", lambda start=start: self._r.xrange(key, start, "+", count=10_000))
+                    lag = len(after or [])
+                return int(lag) + int(g.get("pending") or 0)
+        return 0
+
     def _dead_letter_batch(
         self, stream: str, group: str, items: list[tuple[Message, str, int | None]]
     ) -> list[str | None]:

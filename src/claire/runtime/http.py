@@ -5,6 +5,7 @@ milliseconds and carries no web framework for three endpoints."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,7 +35,7 @@ class HealthServer:
                 path = self.path.split("?", 1)[0]
                 try:
                     if path == "/health":
-                        self._send(200, json.dumps({"service": name, "status": "alive", **health()},
+                        self._send(200, json.dumps({"service": name, "status": "alive", "pid": os.getpid(), **health()},
                                                    default=str).encode(), "application/json")
                     elif path == "/ready":
                         ok, detail = ready()

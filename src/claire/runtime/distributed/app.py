@@ -20,10 +20,18 @@ from claire.bus import make_bus
 from claire.bus.base import Bus
 from claire.config import DEFAULT_PORTS, TOPOLOGIES, RunConfig, from_spec, to_spec
 from claire.engine.kernel import build_core
-from claire.events import Bar, IdFactory
+from claire.events import Alert, AlertLevel, Bar, IdFactory, encode
 from claire.events.topics import ALERTS, PIPE_RESULTS, PIPE_SIGNALS
 from claire.portfolio import Portfolio
-from claire.runtime.distributed.runner import MarketDataService, StageService, WriterService, stage_inputs
+from claire.runtime.alerts import attach_alerts
+from claire.runtime.distributed.runner import (
+    MarketDataService,
+    StageService,
+    WriterService,
+    dead_letter_streams,
+    stage_inputs,
+    start_status,
+)
 from claire.runtime.distributed.stages import (
     AccountStage,
     ExecutionStage,
@@ -198,22 +206,102 @@ def _with_db_retry(fn: Any, what: str, timeout: float = 120.0) -> Any:
 
 # --- building one service ----------------------------------------------------------------------
 
+#: environment variable: seconds without progress, with input waiting, before a service is
+#: reported stalled (not ready, an alert)
+STALL_ENV = "CLAIRE_STALL_AFTER_S"
+
+
+def stall_after_s() -> float:
+    """Seconds without progress (input waiting) after which a service counts as stalled (default 60)."""
+    raw = os.environ.get(STALL_ENV, "60")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{STALL_ENV} must be a number of seconds, not {raw!r}") from None
+    if not value > 0:
+        raise ValueError(f"{STALL_ENV} must be > 0, got {raw}")
+    return value
+
+
 class Service:
     """A built service: its loop, metrics and health/readiness checks."""
 
-    def __init__(self, name: str, loop: Any, metrics: ServiceMetrics, bus: Bus, extra_ready: Any = None) -> None:
+    def __init__(self, name: str, loop: Any, metrics: ServiceMetrics, bus: Bus, extra_ready: Any = None,
+                 stall_s: float | None = None) -> None:
         self.name = name
         self.loop = loop
         self.metrics = metrics
         self.bus = bus
         self.extra_ready = extra_ready
         self.started = time.time()
+        self.stall_s = stall_after_s() if stall_s is None else stall_s
+        self.stalled: str | None = None  # why the service counts as stalled, None while it progresses
+        self._last_progress: int | None = None
+        self._progress_since = time.monotonic()
+        metrics.ready_check = self.ready  # claire_ready: what /ready says, for the ClaireServiceNotReady rule
 
     def health(self) -> dict[str, Any]:
-        return {"uptime_s": round(time.time() - self.started, 1),
-                "processed": getattr(self.loop, "processed", getattr(self.loop, "written", None)),
-                "done": bool(getattr(self.loop, "done", False) or getattr(self.loop, "final_persisted", False)
-                             or getattr(getattr(self.loop, "stage", None), "done", False))}
+        out = {"uptime_s": round(time.time() - self.started, 1),
+               "processed": getattr(self.loop, "processed", getattr(self.loop, "written", None)),
+               "done": bool(getattr(self.loop, "done", False) or getattr(self.loop, "final_persisted", False)
+                            or getattr(getattr(self.loop, "stage", None), "done", False))}
+        duplicates = getattr(getattr(self.loop, "stage", None), "duplicates", None)
+        if duplicates is not None:
+            out["duplicates_skipped"] = duplicates
+        return out
+
+    # --- stalls -----------------------------------------------------------------------------
+    def _progress(self) -> int:
+        loop = self.loop
+        return int(getattr(loop, "processed", None) or getattr(loop, "consumed", 0) or 0)
+
+    def check_stall(self, now: float | None = None) -> str | None:
+        """Whether input is waiting while nothing has been processed for ``stall_s`` seconds; on
+        the moment it becomes so: an error counted and an Alert on ``alerts``. The reason, or None."""
+        inputs, group = getattr(self.loop, "inputs", None), getattr(self.loop, "group", None)
+        if not inputs or not group:
+            return None
+        now = time.monotonic() if now is None else now
+        n = self._progress()
+        waiting = {s: b for s in inputs if (b := self.bus.backlog(s, group))}
+        if not waiting or n != self._last_progress:
+            self._last_progress, self._progress_since = n, now
+        idle = now - self._progress_since
+        reason = None
+        if waiting and idle >= self.stall_s:
+            where = ", ".join(f"{b} on {s}" for s, b in waiting.items())
+            reason = f"stalled: no progress for {idle:.0f} s with input waiting ({where})"
+        if reason and not self.stalled:
+            log.error("%s: %s", self.name, reason)
+            self.metrics.errors.labels(self.name, "stalled").inc()
+            self._alert("service_stalled", reason)
+        elif self.stalled and not reason:
+            log.warning("%s: progressing again", self.name)
+        self.stalled = reason
+        return reason
+
+    def _alert(self, code: str, message: str) -> None:
+        now = time.time_ns()
+        alert = Alert(id=f"{self.name}:{code}:{now}", ts_event=now, ts_recv=now, level=AlertLevel.WARNING,
+                      source=self.name, code=code, message=f"{self.name}: {message}", details={"service": self.name})
+        try:
+            self.bus.publish(ALERTS, encode(alert))
+        except Exception:  # the bus is what may be broken: the log and /ready still tell
+            log.exception("%s: cannot publish the %s alert", self.name, code)
+
+    def watch_stalls(self, stop: threading.Event) -> threading.Thread:
+        """A thread that checks for a stall every second until ``stop``."""
+
+        def run() -> None:
+            while not stop.wait(min(1.0, self.stall_s / 4)):
+                try:
+                    self.check_stall()
+                except Exception:
+                    log.exception("%s: stall check failed", self.name)
+
+        t = threading.Thread(target=run, name=f"{self.name}-stall-watch", daemon=True)
+        t.start()
+        return t
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
         checks: dict[str, Any] = {}
@@ -224,10 +312,53 @@ class Service:
             checks["bus"] = f"unreachable: {exc}"
         if self.extra_ready is not None:
             checks.update(self.extra_ready())
+        checks["progress"] = self.stalled or True
         last = getattr(self.loop, "last_event_ts", 0)
         checks["last_event_age_s"] = round(time.time() - last / 1e9, 3) if last else None
         ok = all(v is True for k, v in checks.items() if k not in ("last_event_age_s", "symbols", "stale_after_s"))
         return ok, {"checks": checks}
+
+
+def dead_letter_store(db: Any, run_id: str) -> Any:
+    """Store bus dead letters in the database's ``dead_letters`` (each once: keyed by stream,
+    group and payload), so that what any service dead-lettered is in the system of record."""
+    # start-up time: SQLAlchemy only for commands with a database
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from claire.storage.models import DeadLetter as DeadLetterRow
+
+    table = DeadLetterRow.__table__
+    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+
+    def store(dead: list[Any]) -> None:
+        rows = []
+        for d in dead:
+            kind, ev_id = _type_and_id(d.payload)
+            rows.append({"digest": hashlib.sha256(f"{d.stream}\0{d.group}\0".encode() + d.payload).hexdigest(),
+                         "run_id": run_id, "source": d.stream, "event_type": str(kind)[:32] if kind else None,
+                         "event_id": str(ev_id)[:128] if ev_id else None,
+                         "reason": f"{d.reason} ({d.group}, {d.deliveries} deliveries)", "payload": d.payload})
+        stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=["digest"])
+        _with_db_retry(lambda: _execute(db, stmt, rows), "storing dead letters")
+
+    return store
+
+
+def _type_and_id(payload: bytes) -> tuple[str | None, str | None]:
+    """The ``type`` and ``id`` of a JSON event payload, when it has them."""
+    try:
+        head = msgspec.json.decode(payload) if payload.startswith(b"{") else None
+    except msgspec.DecodeError:
+        return None, None
+    if not isinstance(head, dict):
+        return None, None
+    kind, ev_id = head.get("type"), head.get("id")
+    return (str(kind) if kind else None), (str(ev_id) if ev_id else None)
+
+
+def _execute(db: Any, stmt: Any, rows: list[dict[str, Any]]) -> None:
+    with db.engine.begin() as conn:
+        conn.execute(stmt, rows)
 
 
 def _writer_service(cfg: RunConfig, spec: dict[str, Any], bus: Bus, metrics: ServiceMetrics) -> Service:
@@ -237,7 +368,12 @@ def _writer_service(cfg: RunConfig, spec: dict[str, Any], bus: Bus, metrics: Ser
     db = Database(cfg.runtime.database_url)
     _with_db_retry(db.upgrade, "schema upgrade")
     writer = EventWriter(db, cfg.run_key(), mode="paper", config=run_settings(spec))
-    loop = WriterService(bus, writer, cfg.runtime.partitions, metrics=metrics)
+    loop = WriterService(bus, writer, cfg.runtime.partitions, metrics=metrics,
+                         dlq_streams=dead_letter_streams(bus, cfg.runtime.partitions, cfg.runtime.topology),
+                         store_dead=dead_letter_store(db, cfg.run_key()))
+    # the run's alerts (rules, daily summary, pushes to CLAIRE_NOTIFY_URLS) are fed what the writer
+    # stores, as in the one-process runtime
+    attach_alerts(loop, cfg.run_key(), cfg.alerts, db, os.getcwd())
 
     def db_ready() -> dict[str, Any]:
         try:
@@ -345,6 +481,12 @@ def _stage(name: str, cfg: RunConfig, ids: IdFactory, replica: int) -> tuple[Any
     return stages[name](), name
 
 
+def _published(bus: Bus) -> int:
+    """How many market events the market data service has committed (its checkpoint)."""
+    cp = bus.load_checkpoint("marketdata")
+    return int(msgspec.json.decode(cp[1]).get("pos", 0)) if cp is not None else 0
+
+
 def build_service(name: str, spec: dict[str, Any], bus: Bus, replica: int = 0, batch: int = 500) -> Service:
     """One service of the run ``spec`` on ``bus``: its loop, metrics and health checks."""
     cfg = config_from_spec(spec)
@@ -356,6 +498,9 @@ def build_service(name: str, spec: dict[str, Any], bus: Bus, replica: int = 0, b
     if name == "writer":
         return _writer_service(cfg, spec, bus, metrics)
     stage, svc_name = _stage(name, cfg, ids, replica)
+    if name == "signal":  # sequence integrity: a seq that cannot be the next is dead-lettered
+        stage.contiguous = partitions == 1
+        stage.published = lambda: _published(bus)
     inputs = stage_inputs(name, replica, partitions)
     if name in ("risk", "account"):
         part_of = {partition_stream(PIPE_SIGNALS, i, partitions): i for i in range(partitions)}
@@ -397,13 +542,21 @@ def run_service(name: str, spec: dict[str, Any], replica: int = 0, port: int | N
         if finish is not None:  # market data: SIGUSR1 ends a live stream with end_of_data (a run's end)
             signal.signal(signal.SIGUSR1, lambda *_: finish.set())
     log.info("%s: serving /health /ready /metrics on port %d (pid %d)", svc.name, server.port, os.getpid())
+    svc.watch_stalls(stop)
+    cfg = config_from_spec(spec)  # issue 12: heartbeats of this replica in service_status (the live view)
+    status = start_status(runtime.database_url, cfg.run_key(), name, replica, svc.loop, svc.ready,
+                          live=cfg.data.source == "mexc" and not cfg.data.paths)
     try:
         svc.loop.run(stop)
         stop.wait()  # market data returns after end of data: stay up (health) until told to stop
     finally:
+        if status is not None:
+            status.stop("stopped")
         server.stop()
         if name == "writer":
             svc.loop.writer.close()
+            if getattr(svc.loop, "alerts", None) is not None:
+                svc.loop.alerts.close()
         bus.close()
     log.info("%s: stopped cleanly", svc.name)
     return 0

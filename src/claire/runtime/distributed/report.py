@@ -16,7 +16,28 @@ from claire.runtime.distributed.runner import ReportService
 from claire.runtime.distributed.stages import PortfolioStage
 
 
-def wait_and_report(spec: dict[str, Any], timeout: float = 3600, console: Any = None) -> dict[str, Any]:
+def broken_run(state_dir: Path | None) -> str | None:
+    """Why the run under ``state_dir``'s supervisor can no longer finish (the supervisor died or
+    failed, or gave a component up), or None while it can."""
+    if state_dir is None:
+        return None
+    from claire.runtime.distributed.supervisor import read_state, supervisor_status
+
+    sup = supervisor_status(state_dir)
+    if sup.get("pid") and not sup["alive"] and sup.get("state") not in ("stopped",):
+        return f"the supervisor (pid {sup['pid']}) is gone"
+    if sup.get("state") == "failed":
+        return f"the supervisor failed: {sup.get('error') or 'see its log'}"
+    for name, comp in (read_state(state_dir).get("components") or {}).items():
+        if comp.get("gave_up"):
+            return f"{name} keeps crashing and was given up ({comp.get('reason') or 'see its log'})"
+    return None
+
+
+def wait_and_report(spec: dict[str, Any], timeout: float = 3600, console: Any = None,
+                    state_dir: Path | None = None) -> dict[str, Any]:
+    """Follow the run to its end; raises RuntimeError at once (not at the timeout) when the run
+    can no longer finish (see :func:`broken_run`)."""
     cfg = config_from_spec(spec)
     runtime = cfg.runtime
     bus = make_bus(runtime.bus_url, prefix=runtime.prefix)
@@ -26,9 +47,15 @@ def wait_and_report(spec: dict[str, Any], timeout: float = 3600, console: Any = 
     rep.ensure_groups()
     t0 = time.monotonic()
     deadline = t0 + timeout
+    next_check = t0 + 1.0
     try:
         while time.monotonic() < deadline:
             n = rep.step(block_ms=200)
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + 1.0
+                why = broken_run(state_dir)
+                if why is not None:
+                    raise RuntimeError(f"the run cannot finish: {why} (see `claire status` and the logs)")
             if rep.done and n == 0:
                 cp = bus.load_checkpoint("writer")
                 if cp is not None and b"final_persisted" in cp[1]:

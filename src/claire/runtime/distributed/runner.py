@@ -15,17 +15,19 @@ the database), :class:`ReportService` (run files) and :class:`MarketDataService`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 import msgspec
 
-from claire.bus.base import Bus, Message
+from claire.bus.base import Bus, DeadLetter, Message
 from claire.events import (
     Bar,
     BookDepth,
@@ -33,9 +35,6 @@ from claire.events import (
     DecodeError,
     Order,
     OrderResult,
-    PortfolioSnapshot,
-    RiskEvent,
-    Signal,
     decode,
     encode,
 )
@@ -52,8 +51,16 @@ from claire.events.topics import (
     SIGNALS,
     SNAPSHOTS,
 )
-from claire.runtime.distributed.stages import MARKET, Out, partition_of, partition_stream, with_seq
+from claire.runtime.distributed.stages import (
+    MARKET,
+    Out,
+    SequenceGap,
+    partition_of,
+    partition_stream,
+    with_seq,
+)
 from claire.runtime.metrics import ServiceMetrics
+from claire.strategy.market_context import PriceAfter
 
 __all__ = ["MARKET", "Bar", "GroupConsumer", "MarketDataService", "Order", "ReportService", "ServiceLoop",
            "StageService", "WriterService", "stage_inputs"]
@@ -213,6 +220,7 @@ class StageService(GroupConsumer):
         self.processed = 0
         self.last_event_ts = 0
         self.skip_prefixes: tuple[bytes, ...] = ()  # payloads this stage ignores (not decoded)
+        self.metrics.watch_stage(stage)  # the risk owner's trading state on /metrics
 
     # --- lifecycle ------------------------------------------------------------------------
     def load_state(self) -> None:
@@ -281,6 +289,11 @@ class StageService(GroupConsumer):
                 continue
             try:
                 outs += self.handle(msg.stream, ev, msg.payload)
+            except SequenceGap as exc:  # the position stays where it is: later events still flow
+                log.warning("%s: %s/%s: %s", self.name, msg.stream, msg.id, exc)
+                self._dead(msg, str(exc))
+                self.metrics.errors.labels(self.name, "sequence_gap").inc()
+                continue
             except (TypeError, ValueError, KeyError, ArithmeticError) as exc:
                 log.exception("%s: cannot process %s %s", self.name, type(ev).__name__, getattr(ev, "id", "?"))
                 self._dead(msg, f"{type(exc).__name__} while processing: {exc}")
@@ -328,18 +341,9 @@ class StageService(GroupConsumer):
         self.metrics.errors.labels(self.name, "dead_letter").inc()
 
     def _observe(self, ev: Any) -> None:
-        t = type(ev)
-        m = self.metrics
-        if t is Signal:
-            m.child(m.signals_generated, ev.strategy, ev.symbol).inc()
-        elif t is PortfolioSnapshot:
-            m.equity.set(float(ev.equity))
-            m.drawdown.set(float(ev.drawdown_pct))
-            m.exposure.set(float(ev.total_exposure_pct))
-        elif t is RiskEvent:
-            m.child(m.risk_decisions, ev.check.value, ev.action.value).inc()
-        elif t is OrderResult:
-            m.child(m.order_processing, self.name).observe(ev.latency_ns / NS_PER_SEC)
+        """The seeds' metrics of an event the stage published (only those the service owns:
+        ``ServiceMetrics.observe``)."""
+        self.metrics.observe(ev)
 
 
 class MarketDataService(ServiceLoop):
@@ -641,19 +645,39 @@ class WriterService(GroupConsumer):
     """
 
     def __init__(self, bus: Bus, writer: Any, partitions: int = 1, batch: int = 1000, block_ms: int = 100,
-                 metrics: ServiceMetrics | None = None, name: str = "writer", on_final: Callable[[], None] | None = None) -> None:
-        super().__init__(name, bus, [SIGNALS, ORDERS, ORDER_RESULTS, SNAPSHOTS, RISK_EVENTS, ALERTS], metrics,
-                         batch, block_ms)
+                 metrics: ServiceMetrics | None = None, name: str = "writer", on_final: Callable[[], None] | None = None,
+                 dlq_streams: Sequence[str] = (), store_dead: Callable[[list[DeadLetter]], None] | None = None) -> None:
+        super().__init__(name, bus, [SIGNALS, ORDERS, ORDER_RESULTS, SNAPSHOTS, RISK_EVENTS, ALERTS, *dlq_streams],
+                         metrics, batch, block_ms)
+        # the dead letters of every service (their .dlq streams) go to the database too
+        self.dlq_streams = frozenset(dlq_streams)
+        self.store_dead = store_dead
         self.writer = writer
+        db = getattr(writer, "db", None)
+        if db is not None and hasattr(db, "check"):  # claire_database_up on /metrics
+            self.metrics.database_check = db.check
         self.final_seen = False
         self.final_persisted = False
         self.on_final = on_final
         self.written = 0
         self.consumed = 0  # messages read and acked (persisted or skipped)
+        #: called with (stream, payload) for every message once its batch is stored: the alert rules
+        #: (claire.runtime.alerts.AlertService.observe) see the run's events in both runtimes
+        self.observe: Callable[[str, bytes], None] | None = None
+        self.alerts: Any = None  # the AlertService behind ``observe`` (claire.runtime.alerts.attach_alerts)
+        #: the analytics rows completed as the run goes (claire.runtime.analytics): performance_metrics
+        #: at each UTC day boundary of the stored snapshots; the fills' prices after, from the
+        #: pipeline's market events and fills (pipe.order_results: the core's order; empty in paper,
+        #: whose core hands them over itself)
+        self.analytics = run_analytics(writer)
+        self.follow = PriceAfter()
+        if self.analytics is not None:
+            self.inputs.append(PIPE_RESULTS)
 
     def idle(self) -> None:
         """Nothing more to read after the final snapshot: everything published before it is stored."""
         if self.final_seen and not self.final_persisted:
+            self._analytics(None, final=True)
             self.final_persisted = True
             self.bus.commit(self.name, 1, b'{"final_persisted":true}')
             if self.on_final:
@@ -662,19 +686,133 @@ class WriterService(GroupConsumer):
     def process(self, msgs: list[Message]) -> None:
         """Store a batch (one flush), then ack it: acked only once in the database."""
         acks: dict[str, list[str]] = defaultdict(list)
+        dead: list[DeadLetter] = []
+        dlq = self.dlq_streams
+        boundary: int | None = None  # a UTC day began with a snapshot of this batch
         for msg in msgs:
             p = msg.payload
             acks[msg.stream].append(msg.id)
+            if msg.stream == PIPE_RESULTS:  # for the prices after only (stored from the topics)
+                self._follow(p)
+                continue
+            if msg.stream == SNAPSHOTS and self.analytics is not None:
+                with contextlib.suppress(msgspec.DecodeError):
+                    boundary = self.analytics.snapshot_at(_ts_decoder.decode(p).ts_event) or boundary
+            if dlq and msg.stream in dlq:
+                with contextlib.suppress(ValueError):  # not a dead letter: nothing to store
+                    dead.append(DeadLetter.from_message(msg))
+                continue
             if p.startswith(_SKIP_PREFIXES):  # market data and control (paper publishes none here)
                 continue
             if msg.stream == SNAPSHOTS and b'"reason":"final"' in p:
                 self.final_seen = True
             self.writer.write_raw(p, source=msg.stream)
             self.written += 1
+        if dead and self.store_dead is not None:
+            self.store_dead(dead)
         self.writer.flush()
+        if self.analytics is not None:
+            self._analytics(boundary)
+        if self.observe is not None:
+            for msg in msgs:
+                if msg.stream not in dlq and msg.stream != PIPE_RESULTS:
+                    self.observe(msg.stream, msg.payload)
         self.bus.ack_many(self.ack_list(acks))
         self.count(self.metrics.events_in, {stream: len(ids) for stream, ids in acks.items()})
         self.consumed += len(msgs)
+
+
+    def _follow(self, p: bytes) -> None:
+        """A message of pipe.order_results: a fill waits for its symbol's next price; a market
+        event of a symbol with waiting fills gives it (decoded only then)."""
+        follow = self.follow
+        if p.startswith(_RESULT_PREFIX):
+            with contextlib.suppress(msgspec.DecodeError):
+                r = _mark_decoder.decode(p)
+                if r.status in ("filled", "partially_filled"):
+                    follow.on_fill(r.id, r.symbol, r.ts_event)
+            return
+        if not follow.waiting or not p.startswith(_PRICE_PREFIXES):
+            return
+        try:
+            m = _mark_decoder.decode(p)
+        except msgspec.DecodeError:
+            return
+        if m.symbol in follow.waiting:
+            price = m.close if m.type == "bar" else m.price if m.type == "trade" else \
+                (m.bid + m.ask) / 2 if m.bid is not None and m.ask is not None else None
+            if price is not None:
+                follow.on_price(m.symbol, m.ts_event, price)
+
+    def _analytics(self, boundary: int | None, final: bool = False) -> None:
+        """After a stored batch: the prices after found, the performance rows at a day boundary
+        (all of them at the end). A failure (the database away) is logged; it is done again later."""
+        a = self.analytics
+        if a is None:
+            return
+        try:
+            a.prices_after(self.follow.take())
+            if final:
+                a.finish()
+                return
+            a.flush()
+            if boundary is not None:
+                a.refresh_performance(until_ns=boundary)
+        except Exception as exc:  # one line a minute while the database is away, not a traceback a batch
+            now = time.monotonic()
+            if now - getattr(self, "_analytics_logged", -1e9) >= 60.0:
+                self._analytics_logged = now
+                log.warning("%s: the analytics rows could not be completed now (done again later): %s: %s",
+                            self.name, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+
+
+class _Mark(msgspec.Struct):
+    """What the prices after need of a message of pipe.order_results (the rest is skipped)."""
+
+    type: str
+    id: str = ""
+    symbol: str = ""
+    ts_event: int = 0
+    status: str = ""
+    close: Decimal | None = None
+    price: Decimal | None = None
+    bid: Decimal | None = None
+    ask: Decimal | None = None
+
+
+class _Ts(msgspec.Struct):
+    ts_event: int
+
+
+_mark_decoder = msgspec.json.Decoder(_Mark)
+_ts_decoder = msgspec.json.Decoder(_Ts)
+_RESULT_PREFIX = b'{"type":"order_result"'
+_PRICE_PREFIXES = (b'{"type":"bar"', b'{"type":"trade"', b'{"type":"quote"')
+
+
+def run_analytics(writer: Any) -> Any:
+    """The :class:`claire.runtime.analytics.RunAnalytics` of a writer's run (an EventWriter, or a
+    writer wrapping one, e.g. the spooling writer); None without a database."""
+    inner = writer if hasattr(writer, "run_id") else getattr(writer, "writer", None)
+    db, run_id = getattr(inner, "db", None), getattr(inner, "run_id", None)
+    if db is None or not isinstance(run_id, str) or not hasattr(db, "begin"):
+        return None
+    from claire.runtime.analytics import (
+        RunAnalytics,  # start-up time: SQLAlchemy only for the runtimes that write a database
+    )
+
+    return RunAnalytics(db, run_id)
+
+
+def dead_letter_streams(bus: Bus, partitions: int, topology: str = "seeds") -> list[str]:
+    """The dead-letter streams of every service of a run (each stage's inputs, the writer's topics)."""
+    kinds = ["signal", "account"] if topology == "account" else ["signal", "risk", "execution", "portfolio"]
+    streams: list[str] = []
+    for kind in kinds:
+        for replica in range(partitions if kind == "signal" else 1):
+            streams += stage_inputs(kind, replica, partitions)
+    streams += [SIGNALS, ORDERS, ORDER_RESULTS, SNAPSHOTS, RISK_EVENTS, ALERTS]
+    return [bus.dlq_name(s) for s in dict.fromkeys(streams)]
 
 
 def stage_inputs(kind: str, replica: int, partitions: int) -> list[str]:
@@ -738,3 +876,35 @@ class ReportService(GroupConsumer):
             except (DecodeError, KeyError):
                 continue
         self.bus.ack_many(self.ack_list(acks))
+
+
+# --- heartbeats in service_status (issue 12) --------------------------------------------------
+
+
+def start_status(database_url: str | None, run_id: str, service: str, replica: int, loop: Any,
+                 ready: Callable[[], tuple[bool, Any]], live: bool, interval: float = 1.0) -> Any:
+    """Heartbeats of one service replica into ``service_status`` every ``interval`` seconds (a
+    thread, its own small engine; a database away is logged, never fatal). Returns the heartbeat
+    (``.stop("stopped")`` at a clean end), or None without a database URL."""
+    if not database_url:
+        return None
+    # start-up time: SQLAlchemy only for the services that report to a database
+    from datetime import UTC, datetime
+
+    from claire.storage.service_status import StatusHeartbeat
+
+    def sample() -> dict[str, Any]:
+        processed = getattr(loop, "processed", None)
+        if processed is None:
+            processed = getattr(loop, "written", 0)
+        last = int(getattr(loop, "last_event_ts", 0) or 0)
+        details: dict[str, Any] = {"source": "live" if live else "replay"}
+        per_symbol = dict(list((getattr(loop, "last_ts", None) or {}).items()))
+        if per_symbol:
+            details["symbols"] = {s: datetime.fromtimestamp(ts / NS_PER_SEC, UTC).isoformat()
+                                  for s, ts in per_symbol.items() if ts}
+        lag = max(time.time() * 1000 - last / 1e6, 0.0) if live and last else None
+        return {"status": "running", "ready": bool(ready()[0]), "events_processed": int(processed or 0),
+                "last_event_ts": last or None, "lag_ms": lag, "details": details}
+
+    return StatusHeartbeat(database_url, run_id, service, replica, sample, interval).start()

@@ -62,6 +62,11 @@ def partition_of(symbol: str, partitions: int) -> int:
     return zlib.crc32(symbol.encode()) % partitions if partitions > 1 else 0
 
 
+class SequenceGap(ValueError):
+    """A market event whose ``seq`` is ahead of the next one expected on its stream: it is
+    dead-lettered with this reason and the position does not move, so later events still flow."""
+
+
 def with_seq(ev: Event, seq: int) -> Event:
     return ev if ev.seq == seq else msgspec.structs.replace(ev, seq=seq)
 
@@ -70,20 +75,31 @@ class SignalStage:
     """market_data[.pN] -> pipe.signals[.pN]: forwards each market event, then its signals
     (which also go to the ``signals`` topic)."""
 
-    def __init__(self, engine: SignalEngine, out_stream: str = PIPE_SIGNALS) -> None:
+    def __init__(self, engine: SignalEngine, out_stream: str = PIPE_SIGNALS, contiguous: bool = False) -> None:
         self.engine = engine
         self.out = out_stream
         self.last_seq = 0
+        # sequence integrity: with one partition every seq is the last + 1; with several, a
+        # partition sees a rising subsequence, bounded by what market data has published
+        # (``published``: its committed position, set by the service; None: no bound known)
+        self.contiguous = contiguous
+        self.published: Any = None
+        self._published_max = 0
+        self.duplicates = 0  # redelivered market events skipped (seq at or behind the position)
         # checkpoint: each symbol's strategy as JSON (msgspec.Raw, embedded as it is), encoded again
         # only for the symbols a batch touched (with many symbols, encoding all per commit would not do)
         self._encoded: dict[str, msgspec.Raw] = {}
         self._dirty: set[str] = set()
+        self._market: dict[str, msgspec.Raw] = {}  # each symbol's market context, as the strategies
 
     def handle(self, ev: Event, raw: bytes) -> list[Out]:
         t = type(ev)
         if t in MARKET:
-            if ev.seq and ev.seq <= self.last_seq:
-                return []  # already processed (redelivery)
+            if ev.seq:
+                if ev.seq <= self.last_seq:
+                    self.duplicates += 1
+                    return []  # already processed (redelivery)
+                self._check_ahead(ev.seq)
             self.last_seq = ev.seq
             self._dirty.add(ev.symbol)  # type: ignore[attr-defined]
             out: list[Out] = [(self.out, raw)]
@@ -96,6 +112,19 @@ class SignalStage:
             return [(self.out, raw)]
         raise TypeError(f"signal stage does not take {t.__name__}")
 
+    def _check_ahead(self, seq: int) -> None:
+        """Raise :class:`SequenceGap` for a seq that cannot be the next one of this stream."""
+        if self.contiguous:
+            if seq != self.last_seq + 1:
+                raise SequenceGap(f"seq {seq} ahead of expected {self.last_seq + 1}")
+            return
+        if self.published is None or seq <= self._published_max:
+            return
+        self._published_max = max(self._published_max, int(self.published()))
+        if seq > self._published_max:
+            raise SequenceGap(f"seq {seq} ahead of the {self._published_max} events market data has published "
+                              f"(expected after {self.last_seq})")
+
     def get_state(self) -> dict[str, Any]:
         """The checkpoint: the last sequence number and every strategy's plain state
         (``claire.strategy.signal_engine.strategy_state``): data only, no objects."""
@@ -104,8 +133,11 @@ class SignalStage:
             strat = strategies.get(sym)
             if strat is not None:
                 self._encoded[sym] = msgspec.Raw(encode_strategy(strat))
+            market = self.engine.encode_market(sym)
+            if market is not None:
+                self._market[sym] = msgspec.Raw(market)
         self._dirty.clear()
-        return versioned({"last_seq": self.last_seq, "strategies": dict(self._encoded)})
+        return versioned({"last_seq": self.last_seq, "strategies": dict(self._encoded), "market": dict(self._market)})
 
     def set_state(self, st: dict[str, Any]) -> None:
         """Restore a checkpoint of ``get_state`` (StateError for another version)."""
@@ -117,8 +149,11 @@ class SignalStage:
             plain = msgspec.json.decode(s) if isinstance(s, msgspec.Raw) else s  # Raw: not through JSON
             strategies[sym] = engine.restore_strategy(sym, plain)
         engine.strategies = strategies
+        engine.set_market({sym: msgspec.json.decode(m) if isinstance(m, msgspec.Raw) else m
+                           for sym, m in (st.get("market") or {}).items()})
         self._encoded = {}
-        self._dirty = set(strategies)  # encoded again at the next checkpoint
+        self._market = {}
+        self._dirty = set(strategies) | set(engine.market.symbols)  # encoded again at the next checkpoint
 
 
 def merge_head(queues: list[deque[tuple[Event, bytes]]], cur: int, cur_part: int,
