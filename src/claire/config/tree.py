@@ -75,6 +75,60 @@ class RuntimeSettings(msgspec.Struct, frozen=True, kw_only=True):
     ports: dict[str, int] = msgspec.field(default_factory=lambda: dict(DEFAULT_PORTS))
 
 
+#: the environment variables of the alert settings (:class:`AlertSettings`), field -> variable
+ALERT_ENV_VARS: dict[str, str] = {
+    "drawdown_pct": "CLAIRE_ALERT_DRAWDOWN_PCT",
+    "cooldown_s": "CLAIRE_ALERT_COOLDOWN_S",
+    "disk_min_free_mb": "CLAIRE_ALERT_DISK_MIN_FREE_MB",
+    "daily_summary": "CLAIRE_ALERT_DAILY_SUMMARY",
+}
+
+
+class AlertSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """When an alert fires and where it goes (see :mod:`claire.alerting.rules`).
+
+    Thresholds in event time and ratios like the risk limits (0.03 = 3 %). The notification
+    targets are apprise URLs that carry secrets (bot tokens, passwords): never in the tree, only
+    the name of the environment variable that holds them (``notify_urls_env``)."""
+
+    drawdown_pct: Decimal = Decimal("0.03")  # the seeds' 3 % from the high-water mark
+    cooldown_s: float = 900.0  # a repeat of the same (code, symbol) within it only counts
+    disk_min_free_mb: int = 1024  # disk low below this many MiB free in the run's directory
+    daily_summary: bool = True  # one summary per UTC day of event time
+    notify_urls_env: str = "CLAIRE_NOTIFY_URLS"
+
+    def __post_init__(self) -> None:
+        if not Decimal(0) < self.drawdown_pct < Decimal(1):
+            raise ValueError(f"alerts: `drawdown_pct` must be within 0..1, got {self.drawdown_pct}")
+        if not 0 <= self.cooldown_s < float("inf"):  # nan fails both
+            raise ValueError(f"alerts: `cooldown_s` must be a finite number >= 0, got {self.cooldown_s}")
+        if self.disk_min_free_mb < 0:
+            raise ValueError(f"alerts: `disk_min_free_mb` must be >= 0, got {self.disk_min_free_mb}")
+
+    def with_env(self, env: dict[str, str]) -> AlertSettings:
+        """These settings with the ``CLAIRE_ALERT_*`` variables set in ``env`` applied (ValueError
+        naming the variable for a bad value)."""
+        values: dict[str, Any] = {}
+        for name, var in ALERT_ENV_VARS.items():
+            text = env.get(var, "").strip()
+            if not text:
+                continue
+            try:
+                values[name] = msgspec.convert(text, type(getattr(self, name)), strict=False)
+            except msgspec.ValidationError:
+                kind = type(getattr(self, name))
+                what = "true or false" if kind is bool else "a whole number" if kind is int else "a number"
+                raise ValueError(f"{var}={text!r}: expected {what}") from None
+        try:
+            return msgspec.structs.replace(self, **values) if values else self
+        except ValueError as exc:
+            raise ValueError(f"{', '.join(ALERT_ENV_VARS[k] for k in values)}: {exc}") from None
+
+    def notify_urls(self, env: dict[str, str]) -> list[str]:
+        """The apprise URLs in ``env[notify_urls_env]`` (comma or white space separated)."""
+        return [u for u in env.get(self.notify_urls_env, "").replace(",", " ").split() if u]
+
+
 class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Everything one run is built from (see :func:`claire.engine.kernel.build_core`).
 
@@ -91,6 +145,8 @@ class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
     #: minimums, the paper exchange fills on their tick and step. Empty (files, synthetic data): the
     #: global ``risk.qty_step`` and ``risk.min_notional`` only, as before.
     rules: dict[str, InstrumentRules] = {}
+    #: the alert rules' thresholds and the notification targets' variable (see AlertSettings)
+    alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
 
     @property
     def risk_mode(self) -> str:
