@@ -6,10 +6,13 @@ security).
   ``service_healthy`` in the start order of the runtime (consumers first), volumes, one bridge
   network, Redis with AOF (``appendfsync always``) and ``requirepass``, and no secret value
   anywhere (every password is a ``${VAR:?...}`` reference, no URL carries credentials).
-* Where a compose client is installed (``docker compose``; else the legacy ``docker-compose``),
-  ``config`` must accept the file with dummy credentials and resolve the same services,
-  conditions, health checks and volumes; without the credentials it must refuse to start.
-  No docker engine is needed for that. Without any compose client that test is skipped.
+* A real compose client (``docker compose``; else Debian's/PyPI's ``docker-compose``, which
+  ``make test`` installs) runs ``config``: it must accept the file with dummy credentials and
+  resolve the same services, conditions, health checks, start order and volumes (Prometheus and
+  Grafana with deploy/prometheus and deploy/grafana mounted); without the credentials it must
+  refuse to start. No docker engine is needed for that. Without a client the tests fail (never skip).
+* Prometheus' configuration lives in deploy/prometheus/ (prometheus.yml, rules/), Grafana's
+  provisioning and dashboards in deploy/grafana/ (tests/observability checks their content).
 * The Dockerfile: python:3.11-slim, a non-root USER in the final stage, entrypoint ``claire``, no
   ENV/ARG that holds a secret; .dockerignore keeps .env, .venv, .git and data out of the context.
 """
@@ -282,14 +285,51 @@ def test_env_example_has_placeholders_only(compose: dict[str, Any]) -> None:
 
 
 def test_prometheus_scrapes_every_service() -> None:
-    prom = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
-    targets = {t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
-    assert {f"{name}:{port}" for name, (_, port) in CLAIRE.items()} <= targets
+    assert not (DEPLOY / "prometheus.yml").exists(), "moved to deploy/prometheus/prometheus.yml"
+    prom = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in prom["scrape_configs"]}
+    claire = jobs["claire"]
+    targets = {t: sc.get("labels", {}).get("service") for sc in claire["static_configs"] for t in sc["targets"]}
+    assert {f"{name}:{port}": service for name, (service, port) in CLAIRE.items()} == targets
+    assert claire.get("honor_labels") is True, "the components' own service label (signal-N) must win"
+    assert prom["rule_files"] == ["rules/*.yml"]
+    assert list((DEPLOY / "prometheus" / "rules").glob("*.yml")), "no rule file"
+
+
+# mounts of the monitoring containers: (source under deploy/, target, mode)
+MONITORING_MOUNTS = {
+    "cdb_prometheus": {("./prometheus", "/etc/prometheus", "ro"), ("prometheus_data", "/prometheus", "rw")},
+    "cdb_grafana": {("./grafana/provisioning", "/etc/grafana/provisioning", "ro"),
+                    ("./grafana/dashboards", "/etc/grafana/dashboards", "ro"), ("grafana_data", "/var/lib/grafana", "rw")},
+}
+
+
+def test_monitoring_mounts_the_deploy_files(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name, expected in MONITORING_MOUNTS.items():
+        assert set(_mounts(services[name])) == expected, f"{name}: {_mounts(services[name])}"
+        for source, _, _ in expected:
+            if source.startswith("./"):
+                assert (DEPLOY / source).is_dir(), f"{name} mounts {source}, which does not exist"
+    prom_cmd = _command(services["cdb_prometheus"])
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prom_cmd
+    assert services["cdb_prometheus"]["image"].startswith("prom/prometheus:")
+    assert services["cdb_grafana"]["image"].startswith("grafana/grafana:")
 
 
 # --- docker compose config ---------------------------------------------------------------------
 
-def _compose_cmd() -> list[str] | None:
+def _compose_cmd() -> list[str]:
+    """The compose client; a test without one fails, naming what to install."""
+    cmd = _find_compose()
+    if cmd is None:
+        pytest.fail("no compose client: neither `docker compose` (the compose plugin) nor `docker-compose` works; "
+                    "install Debian's docker-compose (`apt-get install docker-compose`, as `make test` does) "
+                    "or `pip install docker-compose`")
+    return cmd
+
+
+def _find_compose() -> list[str] | None:
     if shutil.which("docker"):
         try:
             if subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30).returncode == 0:
@@ -318,9 +358,6 @@ def _run_config(cmd: list[str], env_extra: dict[str, str], tmp_path: Path) -> su
 
 def test_docker_compose_config(tmp_path: Path) -> None:
     cmd = _compose_cmd()
-    if cmd is None:
-        pytest.skip("no compose client: `docker compose version` failed (compose plugin not installed) and "
-                    "there is no docker-compose; the static YAML checks above still ran")
     res = _run_config(cmd, DUMMY, tmp_path)
     assert res.returncode == 0, f"{' '.join(cmd)} config failed:\n{res.stderr}"
     cfg = yaml.safe_load(res.stdout)
@@ -343,13 +380,26 @@ def test_docker_compose_config(tmp_path: Path) -> None:
         assert _command(services[name])[0] == "service"
         targets = [t for _, t, _ in _mounts(services[name])]
         assert "/etc/claire/spec.json" in targets
+        assert "/health" in _health_text(services[name]), name
+    # the start order as the client resolves it: market data last, consumers before producers
+    order, pending = [], {n: set(_depends(s)) for n, s in services.items()}
+    while pending:
+        ready = sorted(n for n, deps in pending.items() if deps <= set(order))
+        assert ready, f"dependency cycle among {sorted(pending)}"
+        order += ready
+        pending = {n: d for n, d in pending.items() if n not in ready}
+    claire_order = [n for n in order if n in CLAIRE]
+    assert claire_order[-1] == "cdb_ws" and claire_order.index("cdb_core") > claire_order.index("cdb_risk")
+    # Prometheus and Grafana get the deploy files, resolved to absolute paths, read-only
+    for name, expected in MONITORING_MOUNTS.items():
+        got = {(s, t, m) for s, t, m in _mounts(services[name])}
+        want = {(str((DEPLOY / s).resolve()) if s.startswith("./") else s, t, m) for s, t, m in expected}
+        assert want <= got, f"{name}: {sorted(got)}"
+    assert _health_text(services["cdb_prometheus"]).endswith("/-/healthy")
 
 
 def test_docker_compose_config_refuses_missing_secrets(tmp_path: Path) -> None:
     cmd = _compose_cmd()
-    if cmd is None:
-        pytest.skip("no compose client: `docker compose version` failed (compose plugin not installed) and "
-                    "there is no docker-compose")
     for missing in sorted(REQUIRED_SECRETS):
         env = {k: v for k, v in DUMMY.items() if k != missing}
         res = _run_config(cmd, env, tmp_path)
