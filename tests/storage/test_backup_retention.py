@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -160,3 +161,46 @@ def test_prune_keeps_what_retention_says(db):
         and count(db, "execution_analysis") == 1
     )
     assert scalar(db, "SELECT count(*) FROM market_conditions") == 3
+
+
+def test_daily_maintenance_prunes_backs_up_and_keeps_14_days(db_url, db, tmp_path):
+    from claire.storage.retention import DailyMaintenance, daily_maintenance
+
+    wall = datetime(2026, 12, 6, 1, 0, tzinfo=UTC)
+    d = tmp_path / "bk"
+    d.mkdir()
+    old = [d / "claire-20261120-000000.dump", d / "claire-20261121-235959-1.sqlite"]  # 15+ days
+    new = [d / "claire-20261123-020000.dump", d / "claire-20261205-000000.sqlite"]  # < 14 days
+    foreign = [d / "claire-notes.dump", d / "other-20200101-000000.dump", d / "claire-20200101-000000.txt"]
+    for p in old + new + foreign:
+        p.write_bytes(b"x")
+    run_clock = datetime(2025, 6, 1, tzinfo=UTC)  # a replay of history: its own clock
+    with EventWriter(db, "run-m") as w:
+        t_run = int(run_clock.timestamp()) * 10**9
+        w.write_many([F.signal(t_run - 40 * 86_400 * 10**9), F.risk(ts=t_run)])
+    out = daily_maintenance(db_url, d, run_clock, wall_now=wall)
+    assert out["errors"] == []
+    assert out["day"] == "2025-06-01"
+    assert out["pruned"] == {"risk_events": 0, "orders": 0, "market_conditions": 1, "signals": 1}
+    made = Path(out["backup"])
+    assert made.parent == d and made.name.startswith("claire-20261206-010000") and out["backup_bytes"] > 0
+    assert sorted(out["backups_removed"]) == sorted(p.name for p in old)
+    assert not any(p.exists() for p in old)
+    assert all(p.exists() for p in new + foreign)
+    assert made.exists()
+
+    sched = DailyMaintenance(db_url, tmp_path / "bk2")
+    first = sched.maybe_run(datetime(2025, 6, 1, 0, 5, tzinfo=UTC))
+    assert first is not None and first["backup"] and sched.last is first
+    assert sched.maybe_run(datetime(2025, 6, 1, 23, 59, tzinfo=UTC)) is None  # same UTC day
+    assert sched.maybe_run(datetime(2025, 6, 2, 0, 0, tzinfo=UTC)) is not None
+    assert len(list((tmp_path / "bk2").glob("claire-*"))) == 2
+
+
+def test_daily_maintenance_reports_an_unreachable_database(tmp_path):
+    from claire.storage.retention import daily_maintenance
+    from tests.support.pg_server import free_port
+
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nope"
+    out = daily_maintenance(url, tmp_path, datetime(2025, 6, 1, tzinfo=UTC))
+    assert out["backup"] is None and out["errors"] and out["errors"][0].startswith("prune:")

@@ -17,7 +17,7 @@ app = typer.Typer(
 
 UrlOpt = Annotated[
     str | None,
-    typer.Option("--url", help="Database URL (default: $CLAIRE_DATABASE_URL, else sqlite:///claire.db)."),
+    typer.Option("--url", "--db", help="Database URL (default: $CLAIRE_DATABASE_URL, else sqlite:///claire.db)."),
 ]
 
 
@@ -137,6 +137,12 @@ def history(url: UrlOpt = None) -> None:
 @app.command()
 def prune(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be deleted.")] = False,
+    run: Annotated[str | None, typer.Option("--run", help="Only this run's rows (default: every run).")] = None,
+    now: Annotated[
+        str | None,
+        typer.Option("--now", help="The time ages are measured from, ISO 8601 (default: now, UTC); "
+                     "a replay passes its own clock."),
+    ] = None,
     signals_days: Annotated[int, typer.Option(help="Keep signals this many days.")] = 30,
     orders_days: Annotated[
         int, typer.Option(help="Keep orders this many days (those with trades always).")
@@ -144,15 +150,28 @@ def prune(
     risk_events_days: Annotated[int, typer.Option(help="Keep risk events this many days.")] = 90,
     url: UrlOpt = None,
 ) -> None:
-    """Delete rows past retention (S6); trades and snapshots are kept for good."""
+    """Delete rows past retention (S6): signals 30 days, orders and risk events 90 days; trades,
+    their orders and snapshots are kept for good. Idempotent; prints the count per table."""
     # start-up time: storage (sqlalchemy, alembic) only when a db command runs, not for claire --help
-    from claire.storage.queries import prune as do_prune
+    from datetime import UTC, datetime
 
+    from claire.storage.retention import prune as do_prune
+
+    at = None
+    if now is not None:
+        try:
+            at = datetime.fromisoformat(now.replace("Z", "+00:00"))
+        except ValueError:
+            _fail(f"--now {now!r} is not an ISO 8601 time (e.g. 2026-12-06T00:00:00Z)")
+        if at is not None and at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
     db = _open(url)
     try:
         out = _guard(
             do_prune,
             db,
+            now=at,
+            run=run,
             signals_days=signals_days,
             orders_days=orders_days,
             risk_events_days=risk_events_days,

@@ -45,7 +45,8 @@ def _backup_path(directory: Path, ext: str, now: datetime) -> Path:
 
 
 def prune_backups(directory: Path, keep_days: float, now: datetime | None = None) -> list[Path]:
-    """Delete backups (by the time in their name) older than ``keep_days``; returns them."""
+    """Delete backups (by the time in their name) older than ``keep_days``; returns them. Only
+    the project's own files (``claire-YYYYmmdd-HHMMSS[-n].dump|sqlite``) are ever touched."""
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(days=keep_days)
     gone = []
@@ -125,10 +126,10 @@ def _run(cmd: list[str], env: dict[str, str]) -> str:
 
 
 def backup(
-    db: Database, directory: str | Path = "backups", keep_days: float = 14, now: datetime | None = None
+    db: Database, directory: str | Path = "backups", keep_days: float | None = 14, now: datetime | None = None
 ) -> Path:
-    """Write a dated backup into ``directory``, delete those older than ``keep_days``; returns
-    the new file."""
+    """Write a dated backup into ``directory``, delete those older than ``keep_days`` (None: keep
+    all); returns the new file."""
     now = now or datetime.now(UTC)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -147,7 +148,8 @@ def backup(
         finally:
             dst.close()
             src.close()
-    prune_backups(directory, keep_days, now)
+    if keep_days is not None:
+        prune_backups(directory, keep_days, now)
     return path
 
 

@@ -24,6 +24,10 @@
 - Database restarts: on a lost connection the writer reconnects with capped exponential backoff
   and retries the uncommitted batch. On PostgreSQL the writer keeps one connection of the pool
   for itself (no checkout and ping per batch); it is replaced after an error or a long idle.
+  After ``retry_timeout`` it raises StorageError with the batch still buffered (a caller that
+  holds the events elsewhere drops it with :meth:`EventWriter.discard_buffer`: the one-process
+  runtime's spool, :mod:`claire.storage.spool`; the distributed writer service leaves them
+  unacknowledged on the bus).
 
 The writer's parts, one job each: this module is the lifecycle (buffering, batches, retry and
 reconnect, the connection, checkpoints); :mod:`claire.storage.handlers` writes each event type
@@ -281,6 +285,17 @@ class EventWriter:
 
     def __exit__(self, exc_type, *rest: object) -> None:
         self.close(dead_letter_pending=exc_type is None)
+
+    def discard_buffer(self) -> int:
+        """Drop what is buffered and not committed (events and dead letters); returns how many.
+        For a caller that holds those events elsewhere (the spool of
+        :class:`claire.storage.spool.SpoolingWriter`) and will deliver them again."""
+        with self._lock:
+            n = len(self._buffer) + len(self._dead)
+            self._buffer = []
+            self._dead = []
+            self._first_buffered = None
+            return n
 
     @property
     def buffered(self) -> int:
