@@ -16,16 +16,20 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The main job on the embedded default: one month of real 1m bars of five symbols through the
-# whole core (momentum strategy, the seeds' risk limits, 100,000 USDT), with a progress bar, a
-# summary table and the run files in $(DEMO_OUT); every event also lands in an SQLite database.
+# The main job in miniature: a papertest of about a minute. `claire mexc-fake` replays a bundled
+# day of real 1m data (BTC, ETH, SOL) at 30 bars per second as a local MEXC; the run is timed by
+# the exchange's event time (one day), detached under its supervisor, with SQLite and the
+# in-memory bus (no servers). On the way the status screen, at the end the report and its verdict
+# ($(DEMO_OUT)/report.html). The real thing: `claire papertest start --duration 7d` (README).
 demo: $(STAMP)
-	rm -f $(DEMO_OUT)/claire.db
-	mkdir -p $(DEMO_OUT)
-	$(VENV)/bin/claire backtest \
-	  --data data/BTC_USDT-1m.feather --data data/ETH_USDT-1m.feather --data data/BNB_USDT-1m.feather \
-	  --data data/SOL_USDT-1m.feather --data data/XRP_USDT-1m.feather \
-	  --strategy momentum --out $(DEMO_OUT) --db sqlite:///$(DEMO_OUT)/claire.db
+	@$(VENV)/bin/claire papertest stop --run-dir $(DEMO_OUT) >/dev/null 2>&1 || true  # a demo still running
+	rm -rf $(DEMO_OUT)
+	$(VENV)/bin/claire papertest start --source mexc-fake --speed 30 --duration 1d \
+	  --symbols BTCUSDT,ETHUSDT,SOLUSDT --strategy momentum --run-dir $(DEMO_OUT)
+	sleep 25
+	$(VENV)/bin/claire papertest status --run-dir $(DEMO_OUT)
+	$(VENV)/bin/claire papertest report --wait --timeout 300 --run-dir $(DEMO_OUT)
+	$(VENV)/bin/claire papertest status --run-dir $(DEMO_OUT)
 
 # What the tests drive as a user would have it, from Debian's packages: the browser (chromium), promtool
 # and a Prometheus server (prometheus), a compose client (docker-compose). Installed only when missing;

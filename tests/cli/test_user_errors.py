@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -308,3 +309,171 @@ def test_spec_output_and_urls(tmp_path: Path):
 
 def test_bench_replay_bad_input():
     refused(["bench", "replay", "--repeat", "0"], "--repeat must be >= 1")
+
+
+# --- claire report (issue 12) ----------------------------------------------------------------------
+
+REPORT_CASES = [
+    (["report"], ["give a run directory or --db URL"]),
+    (["report", "missing-dir"], ["missing-dir: no such directory"]),
+    (["report", "."], ["not a run directory", "no equity.csv, summary.json"]),
+    (["report", "a-file"], ["a-file: not a directory"]),
+    (["report", ".", "--db", "sqlite:///empty.db"], ["give a run directory or --db URL"]),
+    (["report", ".", "--run", "r1"], ["--run needs --db"]),
+    (["report", "--db", "sqlite:///missing.db"], ["--db: missing.db: no such database file"]),
+    (["report", "--db", "mysql://h/db"], ["unsupported database 'mysql'"]),
+    (["report", "--db", "sqlite:///empty.db"], ["the database holds no runs"]),
+    (["report", "--db", "sqlite:///empty.db", "--run", "r1"], ["--run r1: no such run in the database"]),
+    (["report", "--db", "sqlite:///plain.db"], ["no claire tables"]),
+    (["report", ".", "--min-psr", "2"], ["min_psr and min_quality_score must be <= 1"]),
+]
+
+
+@pytest.mark.parametrize(("args", "needles"), REPORT_CASES, ids=[" ".join(a) for a, _ in REPORT_CASES])
+def test_report_refuses_bad_input(tmp_path: Path, args: list[str], needles: list[str]):
+    from claire.storage import Database
+
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "plain.db").write_bytes(b"")
+    (tmp_path / "equity.csv").write_text("time,equity\n") if "--min-psr" in args else None
+    (tmp_path / "summary.json").write_text("{}") if "--min-psr" in args else None
+    with Database(f"sqlite:///{tmp_path / 'empty.db'}") as db:
+        db.upgrade()
+    refused(args, *needles)
+
+
+def test_report_refuses_a_bad_verdict_threshold_in_the_environment(tmp_path: Path):
+    refused(["report", "."], "CLAIRE_VERDICT_MIN_PSR: expected a float, got 'high'",
+            env={"CLAIRE_VERDICT_MIN_PSR": "high"})
+
+
+# --- alerts (issue 13) ------------------------------------------------------------------------------
+
+def test_alerts_refuses_an_unknown_id_and_a_missing_database(tmp_path: Path):
+    from claire.storage import Database
+
+    with Database(f"sqlite:///{tmp_path / 'a.db'}") as db:
+        db.upgrade()
+    refused(["alerts", "--db", "sqlite:///a.db", "--ack", "no-such-id"], "--ack no-such-id: no alert with this id")
+    refused(["alerts", "--db", "sqlite:///missing.db"], "--db: missing.db: no such database file")
+    refused(["alerts", "--db", "mysql://h/db"], "unsupported database 'mysql'")
+
+
+def test_paper_refuses_a_bad_alert_setting_in_the_environment():
+    refused(["paper", "--synthetic", "10", "--port", "0"], "CLAIRE_ALERT_DRAWDOWN_PCT='lots': expected a number",
+            env={"CLAIRE_ALERT_DRAWDOWN_PCT": "lots"})
+    refused(["paper", "--synthetic", "10", "--port", "0"], "CLAIRE_ALERT_DRAWDOWN_PCT", "must be within 0..1",
+            env={"CLAIRE_ALERT_DRAWDOWN_PCT": "3"})
+
+
+# --- issue 12: the live view (`claire web`, `--web`) --------------------------------------------
+
+WEB_CASES = [
+    (["web", "--db", "sqlite:///missing.db"], ["no such file", "missing.db"]),
+    (["web", "--db", "sqlite:///plain.db"], ["no Claire schema"]),
+    (["web", "--db", "sqlite:///empty.db"], ["holds no run yet"]),
+    (["web", "--db", "sqlite:///one.db", "--run", "nope"], ["run 'nope' is not in", "the latest: r1"]),
+    (["web", "--db", "mysql://h/db"], ["unsupported database 'mysql'"]),
+    (["web", "--db", "sqlite:///one.db", "--host", "0.0.0.0"], ["--host 0.0.0.0", "give a token"]),
+    (["web", "--db", "sqlite:///one.db", "--host", "0.0.0.0", "--token", "short"], ["at least 8 characters"]),
+    (["web", "--db", "sqlite:///one.db", "--port", "70000"], ["--port must be within 0..65535"]),
+    (["web", "--db", "sqlite:///one.db", "--port", "TAKEN"], ["is not available on 127.0.0.1"]),
+    (["paper", "--synthetic", "10", "--db", "sqlite:///p.db", "--web", "--web-port", "TAKEN"],
+     ["--web-port", "is not available on 127.0.0.1"]),
+]
+
+
+@pytest.mark.parametrize(("args", "needles"), WEB_CASES, ids=[" ".join(a) for a, _ in WEB_CASES])
+def test_web_refuses_bad_input(tmp_path: Path, args: list[str], needles: list[str]):
+    from claire.storage import Database
+
+    (tmp_path / "plain.db").write_bytes(b"")
+    for name in ("empty.db", "one.db"):
+        with Database(f"sqlite:///{tmp_path / name}") as db:
+            db.upgrade()
+            if name == "one.db":
+                with db.begin() as conn:
+                    conn.exec_driver_sql("INSERT INTO runs (id, mode) VALUES ('r1', 'paper')")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        taken = str(busy.getsockname()[1])
+        refused([taken if a == "TAKEN" else a for a in args], *needles)
+
+
+def test_web_refuses_an_unreachable_postgres():
+    refused(["web", "--db", f"postgresql://postgres@127.0.0.1:{free_port()}/claire"], "cannot connect")
+
+
+# --- claire papertest ----------------------------------------------------------------------------
+
+PAPERTEST_CASES = [
+    (["papertest", "start", "--duration", "7x"], ["--duration '7x' is not a duration"]),
+    (["papertest", "start", "--duration", "0s"], ["must be at least 1 s"]),
+    (["papertest", "start", "--symbols", "BTC/USDT"], ["--symbols: 'BTC/USDT' is not an exchange symbol"]),
+    (["papertest", "start", "--symbols", " , "], ["--symbols is empty"]),
+    (["papertest", "start", "--source", "binance"], ["--source must be mexc"]),
+    (["papertest", "start", "--db", "postgresql://u:secret@h/db"], ["--db must not carry a password"]),
+    (["papertest", "start", "--mexc-url", "ftp://x"], ["--mexc-url 'ftp://x' is not an http(s) URL"]),
+    (["papertest", "start", "--strategy", "momentum", "--param", "rsi_period=0"], ["`rsi_period` must be an int >= 1"]),
+    (["papertest", "check", "--duration", "soon"], ["--duration 'soon' is not a duration"]),
+    (["papertest", "stop", "--run-dir", "nowhere"], ["no papertest in nowhere"]),
+    (["papertest", "resume", "--run-dir", "nowhere"], ["no papertest in nowhere"]),
+    (["papertest", "status", "--run-dir", "nowhere"], ["no papertest in nowhere"]),
+    (["papertest", "report", "--run-dir", "nowhere"], ["no papertest in nowhere"]),
+]
+
+
+@pytest.mark.parametrize(("args", "needles"), PAPERTEST_CASES, ids=[" ".join(a) for a, _ in PAPERTEST_CASES])
+def test_papertest_refuses_bad_input(args: list[str], needles: list[str]):
+    refused(args, *needles)
+
+
+def test_papertest_refuses_a_second_run_and_a_resume_or_stop_of_none(tmp_path: Path):
+    """A run dir whose supervisor is alive (here: a stand-in process named like one) is not
+    started again nor resumed; a finished one is not resumed or stopped; an unfinished one is
+    resumed, not restarted; a pid of another process (reused after a reboot) is no supervisor."""
+    from claire.runtime.papertest.plan import Plan
+
+    run_dir = tmp_path / "pt"
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "papertest", "supervise"])
+    time.sleep(0.3)  # exec'd: its command line is its own
+    try:
+        plan = Plan(run_id="pt-x", run_dir=str(run_dir), duration_s=60, symbols=["BTCUSDT"], status="running",
+                    supervisor_pid=stand_in.pid)
+        plan.save()
+        refused(["papertest", "start", "--run-dir", str(run_dir)], "already running in", "pt-x")
+        refused(["papertest", "resume", "--run-dir", str(run_dir)], "is running", "nothing to resume")
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.3)  # exec'd: its command line is its own
+        plan.supervisor_pid = other.pid  # alive, but not a papertest supervisor
+        assert not plan.active()
+    finally:
+        other.kill()
+        other.wait()
+    plan.supervisor_pid, plan.status = None, "interrupted"
+    plan.save()
+    refused(["papertest", "start", "--run-dir", str(run_dir)], "unfinished", "papertest resume")
+    refused(["papertest", "stop", "--run-dir", str(run_dir)], "no papertest running in")
+    plan.env_names = ["CLAIRE_H7B_UNSET_VARIABLE"]
+    plan.save()
+    refused(["papertest", "resume", "--run-dir", str(run_dir)], "CLAIRE_H7B_UNSET_VARIABLE", "set it again")
+    plan.status = "finished"
+    plan.save()
+    refused(["papertest", "resume", "--run-dir", str(run_dir)], "is finished", "nothing to resume")
+    (run_dir / "papertest.json").write_text("{not json")
+    refused(["papertest", "status", "--run-dir", str(run_dir)], "cannot read the papertest state")
+
+
+def test_papertest_start_refuses_on_a_failed_preflight(tmp_path: Path):
+    """The pre-flight's table, then one line naming what failed; nothing is started."""
+    run_dir = tmp_path / "pt"
+    refused(["papertest", "start", "--source", "mexc-fake", "--run-dir", str(run_dir),
+             "--db", f"postgresql://postgres@127.0.0.1:{free_port()}/claire"], "pre-flight failed: database")
+    refused(["papertest", "start", "--mexc-url", f"http://127.0.0.1:{free_port()}", "--symbols", "BTCUSDT",
+             "--run-dir", str(run_dir)], "pre-flight failed", "exchange")
+    assert not (run_dir / "papertest.json").exists()

@@ -19,7 +19,13 @@ import typer.core
 from rich.console import Console
 from rich.table import Table
 
+from claire.cli.alerts import register as _register_alerts
+from claire.cli.alerts import with_alert_env
 from claire.cli.live import register as _register_live
+from claire.cli.papertest import register as _register_papertest
+from claire.cli.report import register as _register_report
+from claire.cli.web import register as _register_web
+from claire.cli.web import web_view_options
 from claire.config.options import RunOptions
 
 
@@ -377,6 +383,9 @@ def paper(
     db: Annotated[str | None, typer.Option("--db", help="Database URL (default CLAIRE_DATABASE_URL or sqlite:///claire.db).")] = None,
     port: Annotated[int, typer.Option(help="Port of /health, /ready, /metrics.")] = 8000,
     resume: Annotated[bool, typer.Option(help="Continue this run from its last checkpoint in the database, if any.")] = True,
+    log_dir: Annotated[Path | None, typer.Option(help="Write logs (JSON lines) to LOG_DIR/paper/<YYYY-MM-DD>.log (default OUT/logs with --out).")] = None,
+    web: Annotated[bool, typer.Option("--web", help="Serve the live view (as `claire web`) on 127.0.0.1:--web-port while the run goes.")] = False,
+    web_port: Annotated[int, typer.Option(help="Port of the live view with --web (0: any free port, printed).")] = 8080,
 ) -> None:
     """Paper trading in one process: the core, the in-memory bus and the writer (SQLite by default)."""
     opts = _run_options(locals())
@@ -386,19 +395,24 @@ def paper(
     from claire.runtime.paper import run_paper
 
     cfg = run_config(opts, database_from_env=True)
+    cfg = with_alert_env(cfg)  # CLAIRE_ALERT_*: a bad value is refused before anything starts
     from claire.runtime.sources import (
         resolve_data,  # start-up time: the core and its readers only for the command that runs them
     )
 
     cfg = resolve_data(cfg)  # a MEXC capture as --data: replayed through the adapter
+    web_options = web_view_options(web, web_port, lambda url: out.print(f"live view on {url}", soft_wrap=True))
     if cfg.data.source == "mexc":
         if cfg.runtime.speed is not None:
             _fail("--speed is for replays of files; MEXC data comes at its own pace")
+        if web_options is not None:
+            _fail("--web with --source mexc: not yet; run `claire web --db URL` beside it")
         # start-up time: the command's own module only when it runs
         from claire.cli.live import paper_mexc
 
         check_port(port)
         check_database(cfg.runtime.database_url, "--db" if opts.db else "CLAIRE_DATABASE_URL")
+        _paper_logging(cfg, log_dir, port)
         summary, notes = paper_mexc(cfg, db_url=cfg.runtime.database_url, port=port, console=console)
         print_summary(summary, "Paper run (MEXC)")
         for line in notes:
@@ -412,20 +426,38 @@ def paper(
 
     from rich.progress import Progress  # start-up time: rich only to print tables and progress
 
-    events = market_events(cfg)
+    events = market_events(cfg)  # a bad data file: its one line, before anything else is printed
+    _paper_logging(cfg, log_dir, port)
     total = len(events) if isinstance(events, list) else getattr(events, "count", None)
     stop = threading.Event()
     for sig in (_signal.SIGTERM, _signal.SIGINT):
         _signal.signal(sig, lambda *_: stop.set())
-    with Progress(console=console) as bar:
+    # not a terminal: no bar, the progress lines of the log (every 10 s) show on stderr instead
+    with Progress(console=console, disable=not console.is_terminal) as bar:
         task = bar.add_task("paper", total=total if isinstance(total, int) else None)
         summary = run_paper(cfg, events, db_url=db_url, speed=cfg.runtime.speed, port=port,
-                            progress=lambda n: bar.advance(task, n), stop=stop, resume=resume)
+                            progress=lambda n: bar.advance(task, n), stop=stop, resume=resume, web=web_options)
     if not summary.get("completed", True):
         out.print("[yellow]stopped: the state is saved; run the same command again to resume[/]")
     print_summary(summary, "Paper run")
     if cfg.runtime.out:
         out.print(f"run files: {cfg.runtime.out}")
+
+
+def _paper_logging(cfg: Any, log_dir: Path | None, port: int) -> None:
+    """Logs of ``claire paper``: JSON lines per UTC day in LOG_DIR/paper (default OUT/logs), the
+    console at INFO when it is not a terminal (progress lines), else WARNING (the bar shows it);
+    then where the endpoints are (on stdout: stderr stays for progress lines and errors)."""
+    from claire.runtime.logs import configure_logging  # start-up time: structlog only for the runtimes
+
+    directory = log_dir or (Path(cfg.runtime.out) / "logs" if cfg.runtime.out else None)
+    configure_logging("paper", directory, console_level="WARNING" if console.is_terminal else "INFO")
+    if port:  # --port 0: a free port chosen at start (the run's /health names it)
+        base = f"http://127.0.0.1:{port}"
+        out.print(f"health: {base}/health  ready: {base}/ready  metrics: {base}/metrics", markup=False,
+                  soft_wrap=True, highlight=False)
+    if directory is not None:
+        out.print(f"logs: {directory / 'paper'}", markup=False, soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -461,6 +493,11 @@ def service(
         _fail(f"--spec {spec}: not a run spec (write one with `claire spec` or `claire up`)")
     _check_spec(spec, spec_data)
     configure_logging(f"signal-{replica}" if name == "signal" else name, log_dir)
+    # the run's identity on /metrics (claire_run_info)
+    from claire.runtime.distributed.app import config_from_spec
+    from claire.runtime.metrics import run_info_labels, set_process_run_info
+
+    set_process_run_info(**run_info_labels(config_from_spec(spec_data)))
     raise typer.Exit(run_service(name, spec_data, replica, port))
 
 
@@ -512,6 +549,9 @@ def up(
     wait: Annotated[bool, typer.Option(help="With a finite replay: return once everything is processed and persisted, write the run files, stop the services.")] = False,
     fresh: Annotated[bool, typer.Option(help="Start from scratch (delete this run's bus keys); --no-fresh resumes.")] = True,
     timeout: Annotated[float, typer.Option(help="With --wait: give up after this many seconds.")] = 3600,
+    port_base: Annotated[int | None, typer.Option("--port-base", help="Ports of /health, /ready, /metrics from this one on (market data, signal, risk, execution, portfolio, writer, account; signal replicas +10 each); default 8000.")] = None,
+    web: Annotated[bool, typer.Option("--web", help="Also start the live view (`claire web`) on 127.0.0.1:--web-port; `claire down` stops it.")] = False,
+    web_port: Annotated[int, typer.Option(help="Port of the live view with --web (0: any free port, printed).")] = 8080,
 ) -> None:
     """Start every service as its own process against Redis and PostgreSQL."""
     opts = _run_options(locals())
@@ -521,12 +561,12 @@ def up(
     )
 
     # start-up time: the distributed runtime (redis) only for its commands
-    from claire.runtime.distributed.supervisor import down as sv_down
     from claire.runtime.distributed.supervisor import up as sv_up
 
     if wait and not timeout > 0:
         _fail(f"--timeout must be > 0, got {timeout}")
     cfg = run_config(opts, database_from_env=True, bus_from_env=True)
+    cfg = with_alert_env(cfg)  # CLAIRE_ALERT_*: into the run spec, a bad value refused before anything starts
     from claire.runtime.sources import (
         resolve_data,  # start-up time: the core and its readers only for the command that runs them
     )
@@ -551,13 +591,33 @@ def up(
             _fail(f"MEXC: {exc}")
     spec = spec_from_config(cfg)
     spec["runtime"]["prefix"] = f"claire:{{{run_hash(spec)}}}:"
-    pids = sv_up(spec, state_dir, fresh=fresh)
+    spec = _check_up_ports(spec, port_base, state_dir)
+    web_options = web_view_options(web, web_port)
+    from claire.runtime.supervision import (
+        StartFailure,  # start-up time: the distributed runtime (redis) only for its commands
+    )
+
+    try:
+        pids = sv_up(spec, state_dir, fresh=fresh)
+    except StartFailure as exc:
+        _fail(f"{exc.component} failed to start: {exc.reason} (the other services are stopped; "
+              f"logs: {state_dir}/logs/{exc.component}/)")
     out.print(f"started {len(pids)} services: " + ", ".join(f"{k} (pid {v})" for k, v in pids.items()))
     out.print(f"logs: {state_dir}/logs/<service>/<day>.log; `claire status`, `claire down`")
-    if not wait:
-        return
+    if web_options is not None:
+        _up_web(state_dir, cfg.runtime.database_url, spec["runtime"]["run_id"], web_port)
+    if wait:
+        _wait_up(spec, cfg, state_dir, live, timeout)
+
+
+def _wait_up(spec: dict[str, Any], cfg: Any, state_dir: Path, live: bool, timeout: float) -> None:
+    """`up --wait`: follow the run to its end, print its summary and write its run files; the
+    services are stopped afterwards, also when the run cannot finish."""
     from claire.runtime.distributed.report import (
         wait_and_report,  # start-up time: the distributed runtime (redis) only for its commands
+    )
+    from claire.runtime.distributed.supervisor import (
+        down as sv_down,  # start-up time: the distributed runtime (redis) only for its commands
     )
 
     if live:  # a live run ends on Ctrl-C / SIGTERM: end of data, then the run files as after a replay
@@ -571,12 +631,41 @@ def up(
         for sig in (_signal.SIGINT, _signal.SIGTERM):
             _signal.signal(sig, lambda *_: sv_finish(state_dir))
     try:
-        summary = wait_and_report(spec, timeout=timeout, console=console)
+        summary = wait_and_report(spec, timeout=timeout, console=console, state_dir=state_dir)
+    except RuntimeError as exc:  # a service given up, the supervisor gone: one line, at once (then down)
+        _fail(str(exc), code=1)
     finally:
         sv_down(state_dir)
+        _down_web(state_dir)
     print_summary(summary, "Distributed run")
     if cfg.runtime.out:
         out.print(f"run files: {cfg.runtime.out}")
+
+
+def _check_up_ports(spec: dict[str, Any], port_base: int | None, state_dir: Path) -> dict[str, Any]:
+    """The run's ports (from --port-base), each checked free before anything starts; a run of the
+    same state directory still up is named as such."""
+    from claire.runtime.distributed.supervisor import (  # start-up time: the distributed runtime only for its commands
+        port_conflicts,
+        supervisor_status,
+        with_port_base,
+    )
+
+    if port_base is not None:
+        if not 0 < port_base <= 65535 - 40:
+            _fail(f"--port-base must be within 1..65495, got {port_base}")
+        spec = with_port_base(spec, port_base)
+    running = supervisor_status(state_dir)
+    if running["alive"] and running["state"] in ("starting", "running"):
+        _fail(f"a run is already up in --state-dir {state_dir} (supervisor pid {running['pid']}); "
+              "stop it with `claire down` first")
+    taken = port_conflicts(spec)
+    if taken:
+        service, port, why = taken[0]
+        more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
+        _fail(f"port {port} of the {service} service is not available: {why}{more}; "
+              "choose other ports with --port-base")
+    return spec
 
 
 def _check_spec_url(opt: str, url: str | None) -> None:
@@ -672,13 +761,51 @@ def status(state_dir: StateOpt = Path(".claire"), json_out: Annotated[bool, type
         out.print("no services running (start them with `claire up`)")
         return
     table = Table(title="services")
-    for col in ("service", "pid", "alive", "port", "health", "ready", "processed"):
+    for col in ("service", "pid", "alive", "port", "health", "ready", "processed", "restarts"):
         table.add_column(col)
     for r in rows:
         ok = lambda b: "[green]yes[/]" if b else "[red]no[/]"  # noqa: E731
         table.add_row(r["service"], str(r["pid"]), ok(r["alive"]), str(r["port"]), ok(r["health"]), ok(r["ready"]),
-                      str(r["detail"].get("processed", "")))
+                      str(r["detail"].get("processed", "")), str(r.get("restarts", 0)))
     out.print(table)
+    _print_supervision(state_dir, rows)
+
+
+def _print_supervision(state_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """The supervisor's line under the status table, and why a service is not ready."""
+    from claire.runtime.distributed.supervisor import (
+        supervisor_status,  # start-up time: the distributed runtime (redis) only for its commands
+    )
+
+    sup = supervisor_status(state_dir)
+    if sup["pid"]:
+        state = sup["state"] if sup["alive"] else "not running"
+        out.print(f"supervisor: pid {sup['pid']}, {state}" + (f" ({sup['error']})" if sup.get("error") else ""))
+    for r in rows:
+        checks = (r.get("detail") or {}).get("checks") or {}
+        for key, val in checks.items():
+            if isinstance(val, str) and r["alive"] and not r["ready"]:
+                out.print(f"{r['service']}: not ready: {key}: {val}")
+
+
+@app.command(hidden=True)
+def supervise(
+    state_dir: StateOpt = Path(".claire"),
+    start_timeout: Annotated[float, typer.Option(help="Seconds the services get to answer /health.")] = 120.0,
+) -> None:
+    """The supervisor of `claire up` (started by it, detached): starts the services, restarts a
+    crashed one with backoff, stops them on SIGTERM."""
+    import signal as _signal
+
+    # start-up time: the distributed runtime (redis) only for its commands
+    from claire.runtime.distributed.supervisor import supervise as sv_supervise
+    from claire.runtime.logs import configure_logging
+
+    configure_logging("supervisor", state_dir / "logs")
+    stop = threading.Event()
+    for sig in (_signal.SIGTERM, _signal.SIGINT):
+        _signal.signal(sig, lambda *_: stop.set())
+    raise typer.Exit(sv_supervise(state_dir, stop, start_timeout))
 
 
 @app.command()
@@ -689,10 +816,33 @@ def down(state_dir: StateOpt = Path(".claire")) -> None:
     )
 
     res = _state(sv_down, state_dir)
+    web_res = _down_web(state_dir)
+    if web_res is not None:
+        res = {**res, "web": web_res}
     for k, v in res.items():
         out.print(f"{k}: {v}")
     if not res:
         out.print("nothing to stop")
+
+
+def _up_web(state_dir: Path, database_url: str, run_id: str, port: int) -> None:
+    """`up --web`: the live view as one more process (a failure to start it is named, the run goes on)."""
+    from claire.runtime.distributed.supervisor import (
+        start_web,  # start-up time: the distributed runtime (redis) only for its commands
+    )
+
+    try:
+        out.print(f"live view on {start_web(state_dir, database_url, run_id, port)}", soft_wrap=True)
+    except (OSError, RuntimeError) as exc:
+        console.print(f"[yellow]the live view did not start: {error_text(exc)} (logs: {state_dir}/logs/web.log)[/]")
+
+
+def _down_web(state_dir: Path) -> str | None:
+    from claire.runtime.distributed.supervisor import (
+        stop_web,  # start-up time: the distributed runtime (redis) only for its commands
+    )
+
+    return stop_web(state_dir)
 
 
 @bench_app.command("replay")
@@ -804,6 +954,24 @@ def bench_mexc_cmd(
     print(json.dumps(res)) if json_out else print(format_report(res))
 
 
+@bench_app.command("web")
+def bench_web_cmd(
+    rate: Annotated[float, typer.Option(help="Market events per second of the paper run beside the view.")] = 1000.0,
+    seconds: Annotated[float, typer.Option(help="Length of the paper run (the measurements happen while it goes).")] = 90.0,
+    loads: Annotated[int, typer.Option(help="Page loads; the median is reported.")] = 5,
+    updates: Annotated[int, typer.Option(help="Fills inserted, each timed from its commit to the page.")] = 10,
+    db: Annotated[str | None, typer.Option("--db", help="Database of the run (default: a temporary SQLite file).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON line.")] = False,
+) -> None:
+    """The live view next to a paper run: page load (navigation timing) and update latency (insert -> visible)."""
+    from claire.benchmarks.web import bench_web, format_report  # start-up time: only for `claire bench`
+
+    if rate <= 0 or seconds <= 0 or loads < 1 or updates < 1:
+        _fail("--rate and --seconds must be > 0, --loads and --updates >= 1")
+    res = bench_web(rate, seconds, loads, updates, db, log=lambda text: console.print(text, markup=False))
+    print(json.dumps(res)) if json_out else print(format_report(res))
+
+
 def main() -> None:  # pragma: no cover
     _register_optional()
     app()
@@ -811,6 +979,10 @@ def main() -> None:  # pragma: no cover
 
 _register_optional()
 _register_live(app)
+_register_alerts(app)
+_register_web(app)
+_register_papertest(app)
+_register_report(app, bench_app)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

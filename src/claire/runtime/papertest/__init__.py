@@ -1,0 +1,1 @@
+"""`claire papertest`: the unattended paper test (plan, supervisor, worker, status)."""
