@@ -70,6 +70,13 @@ def test_kill_9_and_resume_matches_uninterrupted_run(data_dir: Path, tmp_path: P
     assert proc.poll() is None, "the run finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    # the checkpoint holds the core's state and a reference into the recorder's journal, not the
+    # events themselves: a few kB however long the run
+    with sa.create_engine(db).connect() as c:
+        state = c.execute(sa.text("select state from checkpoints")).scalar()
+    cp = json.loads(state)
+    assert "recorder" not in cp and cp["journal"]["offset"] > 0 and len(state) < 64_000
+    assert Path(cp["journal"]["path"]) == (tmp_path / "run" / "recorder.journal").resolve()
     partial = _db_facts(db)
     assert 0 < partial["counts"]["portfolio_snapshots"] < _db_facts(ref_db)["counts"]["portfolio_snapshots"]
     # started again: continues from the checkpoint
@@ -85,3 +92,34 @@ def test_kill_9_and_resume_matches_uninterrupted_run(data_dir: Path, tmp_path: P
         assert s_got[k] == s_want[k], k
     with (tmp_path / "run" / "trades.csv").open() as a, (tmp_path / "ref" / "trades.csv").open() as b:
         assert list(csv.reader(a)) == list(csv.reader(b))
+
+
+def test_an_inline_checkpoint_of_before_the_journal_still_restores(tmp_path: Path) -> None:
+    """Checkpoints written before the journal (the recorder's events inline) restore, and the
+    journal takes over from them: the next checkpoint is small again."""
+    from claire.config import DataSettings, RunConfig
+    from claire.engine.kernel import build_core
+    from claire.marketdata import open_market_data
+    from claire.reporting import Recorder
+    from claire.runtime.paper import RecorderJournal, checkpoint_bytes, restore_checkpoint
+
+    data = _small_file(Path(__file__).resolve().parents[2] / "data", tmp_path, n=3000)
+    cfg = RunConfig(data=DataSettings(paths=[str(data)]))
+    recorder = Recorder()
+    core = build_core(cfg, recorder.emit)
+    core.run(open_market_data([data]))
+    assert recorder.signals and recorder.snapshots
+    inline = checkpoint_bytes(core, recorder)  # the old form
+    journal = RecorderJournal(tmp_path / "recorder.journal")
+    core2 = build_core(cfg, Recorder().emit)
+    restored = restore_checkpoint(inline, core2, journal)
+    assert restored is not None
+    assert [e.id for e in restored.signals] == [e.id for e in recorder.signals]
+    assert [e.id for e in restored.snapshots] == [e.id for e in recorder.snapshots]
+    small = checkpoint_bytes(core2, restored, journal)
+    assert len(small) < len(inline) / 10 and json.loads(small)["journal"]["offset"] == journal.offset > 0
+    # and from the journal again: the same events
+    again = restore_checkpoint(small, build_core(cfg, Recorder().emit), RecorderJournal(tmp_path / "recorder.journal"))
+    assert again is not None
+    assert [e.id for e in again.results] == [e.id for e in recorder.results]
+    assert [e.id for e in again.risk_events] == [e.id for e in recorder.risk_events]

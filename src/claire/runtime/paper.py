@@ -4,6 +4,7 @@ persisted by the writer into SQLite (default) or PostgreSQL, health/metrics on o
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -27,6 +28,7 @@ from claire.events import (
     RiskEvent,
     Signal,
     check_version,
+    decode,
     encode,
     versioned,
 )
@@ -73,12 +75,16 @@ def pace(events: Iterable[Any], speed: float | None, stop: threading.Event) -> I
 
 
 # --- the checkpoint in the database -----------------------------------------------------------
-# JSON written with msgspec: {"version": 1, "core": TradingCore.get_state(), "recorder": {the events
-# the recorder kept, by type}}; a finished run stores COMPLETED instead. Plain data only: the
-# recorder is rebuilt by feeding it its events again (round trips and all follow from them).
+# JSON written with msgspec: {"version": 1, "core": TradingCore.get_state(), "journal": {"path",
+# "offset"}}; a finished run stores COMPLETED instead. The core's state is bounded however long the
+# run; the events the recorder keeps (for the run files) are not, so they are appended, at each
+# checkpoint only those since the last one, to a journal file beside the run files, and the
+# checkpoint names how far into it it reaches (a 7-day run: a checkpoint of a few kB, not ~75 MB
+# rewritten every 30 s). Checkpoints of before the journal (their "recorder" inline) still restore.
 
 COMPLETED = b'{"completed": true}'
 _cp_encoder = msgspec.json.Encoder()
+_RECORDED = ("signals", "orders", "results", "snapshots", "risk_events", "alerts")
 
 
 class _Header(msgspec.Struct):
@@ -95,22 +101,82 @@ class _RecorderState(msgspec.Struct):
     alerts: list[Alert] = []
 
 
+class _JournalRef(msgspec.Struct):
+    path: str
+    offset: int
+
+
 class _Checkpoint(msgspec.Struct):
     version: int
     core: dict[str, Any]
-    recorder: _RecorderState
+    recorder: _RecorderState = msgspec.field(default_factory=_RecorderState)
+    journal: _JournalRef | None = None
 
 
-def checkpoint_bytes(core: TradingCore, recorder: Recorder) -> bytes:
-    """The paper run's checkpoint: the core's state and the events the recorder kept."""
-    rec = {"signals": recorder.signals, "orders": recorder.orders, "results": recorder.results,
-           "snapshots": recorder.snapshots, "risk_events": recorder.risk_events, "alerts": recorder.alerts}
+class RecorderJournal:
+    """The recorder's events as JSON lines in an append-only file (fsync'd before the checkpoint
+    that reaches to its end is committed)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.written = dict.fromkeys(_RECORDED, 0)
+
+    def begin(self, recorder: Recorder, offset: int = 0) -> None:
+        """Start at ``offset`` (0: a new run); what lies beyond it belongs to no checkpoint (the
+        events after it are derived again by the resumed core) and is cut off."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.ftruncate(fd, offset)
+        finally:
+            os.close(fd)
+        self.offset = offset
+        self.written = {k: len(getattr(recorder, k)) for k in _RECORDED}
+
+    def append(self, recorder: Recorder) -> int:
+        """Append the events kept since the last call; the offset the checkpoint reaches to."""
+        lines: list[bytes] = []
+        for kind in _RECORDED:
+            kept = getattr(recorder, kind)
+            n = self.written[kind]
+            if len(kept) > n:
+                lines.extend(encode(ev) for ev in kept[n:])
+                self.written[kind] = len(kept)
+        if lines:
+            data = b"\n".join(lines) + b"\n"
+            with open(self.path, "ab") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            self.offset += len(data)
+        return self.offset
+
+    @staticmethod
+    def read(path: Path, offset: int) -> list[Event]:
+        with open(path, "rb") as fh:
+            data = fh.read(offset)
+        if len(data) < offset:
+            raise OSError(f"{path}: the recorder journal is shorter ({len(data)} bytes) than its checkpoint says ({offset})")
+        return [decode(line) for line in data.splitlines() if line]
+
+
+def checkpoint_bytes(core: TradingCore, recorder: Recorder, journal: RecorderJournal | None = None) -> bytes:
+    """The paper run's checkpoint: the core's state and where the recorder's events are (the
+    journal, appended to now), or the events inline without one."""
+    if journal is not None:
+        offset = journal.append(recorder)
+        return _cp_encoder.encode(versioned({"core": core.get_state(),
+                                             "journal": {"path": str(journal.path.resolve()), "offset": offset}}))
+    rec = {k: getattr(recorder, k) for k in _RECORDED}
     return _cp_encoder.encode(versioned({"core": core.get_state(), "recorder": rec}))
 
 
-def restore_checkpoint(raw: bytes, core: TradingCore) -> Recorder | None:
+def restore_checkpoint(raw: bytes, core: TradingCore,
+                       journal: RecorderJournal | None = None) -> Recorder | None:
     """Restore ``core`` from a checkpoint of :func:`checkpoint_bytes`; the recorder rebuilt from
-    its events. None for a finished run (nothing to resume). StateError for another version."""
+    its events (and ``journal`` continued where the checkpoint left it). None for a finished run
+    (nothing to resume). StateError for another version."""
     head = msgspec.json.decode(raw, type=_Header)
     if head.completed:
         return None
@@ -118,10 +184,22 @@ def restore_checkpoint(raw: bytes, core: TradingCore) -> Recorder | None:
     cp = msgspec.json.decode(raw, type=_Checkpoint)
     core.set_state(cp.core)
     recorder = Recorder()
+    if cp.journal is not None:
+        path = Path(cp.journal.path)
+        if not path.exists() and journal is not None:
+            path = journal.path  # the run directory moved: the journal of this run's place
+        for ev in RecorderJournal.read(path, cp.journal.offset):
+            recorder(ev)
     r = cp.recorder
     for events in (r.signals, r.orders, r.results, r.snapshots, r.risk_events, r.alerts):
         for ev in events:
             recorder(ev)
+    if journal is not None and cp.journal is not None:
+        journal.begin(recorder, cp.journal.offset)
+    elif journal is not None:  # an inline checkpoint: its events start the journal
+        journal.begin(recorder, 0)
+        journal.written = dict.fromkeys(_RECORDED, 0)
+        journal.append(recorder)
     return recorder
 
 
@@ -185,9 +263,12 @@ class PaperRun:
         self.skip = 0
         self.resumed_from = 0  # market events processed before this (resumed) start
         cp = self.writer.load_checkpoint() if resume else None
+        self.journal = RecorderJournal(Path(spool_dir or _default_spool_dir(cfg)).parent / "recorder.journal")
         # a finished run (None) is replayed from the start (its rows are already there: no-ops)
-        restored = restore_checkpoint(cp[1], self.core) if cp is not None else None
-        if restored is not None:
+        restored = restore_checkpoint(cp[1], self.core, self.journal) if cp is not None else None
+        if restored is None:
+            self.journal.begin(self.recorder)
+        else:
             self.recorder = restored
             self.skip = self.core.processed if skip_processed else 0
             self.resumed_from = self.core.processed
@@ -222,7 +303,7 @@ class PaperRun:
         deadline = time.monotonic() + 60
         while self.wsvc.consumed < self.published and time.monotonic() < deadline:
             time.sleep(0.002)
-        self.sink.save_checkpoint(self.core.processed, checkpoint_bytes(self.core, self.recorder))
+        self.sink.save_checkpoint(self.core.processed, checkpoint_bytes(self.core, self.recorder, self.journal))
 
     # --- metrics and progress ------------------------------------------------------------
     def _watch_metrics(self) -> None:
