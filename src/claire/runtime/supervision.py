@@ -135,6 +135,21 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def pid_alive(pid: int) -> bool:
+    """A process with ``pid`` runs (a zombie counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(") ", 1)[1][0] not in "ZX"
+    except OSError:
+        return True
+
+
 def read_state(state_dir: Path) -> dict[str, Any]:
     """The supervisor's state file (empty when there is none or it is being replaced)."""
     try:

@@ -406,8 +406,9 @@ class MexcFeed:
 def open_feed(symbols: Sequence[str], *, warmup: int = 0, capture_dir: str | Path | None = None,
               rest_url: str | None = None, ws_url: str | None = None, stale_s: float | None = None,
               stream_options: dict[str, Any] | None = None, rest_options: dict[str, Any] | None = None,
-              **feed_options: Any) -> MexcFeed:
-    """A live :class:`MexcFeed` (URLs default to ``MEXC_REST_URL``/``MEXC_WS_URL``); optionally recorded."""
+              feed_class: type[MexcFeed] | None = None, **feed_options: Any) -> MexcFeed:
+    """A live :class:`MexcFeed` (URLs default to ``MEXC_REST_URL``/``MEXC_WS_URL``); optionally recorded.
+    ``feed_class``: a subclass of it to make instead (e.g. the papertest's resuming feed)."""
     capture = CaptureWriter(capture_dir) if capture_dir is not None else None
     rest = MexcRestClient(rest_url, capture=capture, **(rest_options or {}))
     so = dict(stream_options or {})
@@ -416,7 +417,8 @@ def open_feed(symbols: Sequence[str], *, warmup: int = 0, capture_dir: str | Pat
     if stale_s is not None:
         so["stale_s"] = stale_s
     stream = MexcStream(symbols, channels=feed_options.get("channels", CHANNELS), capture=capture, **so)
-    feed = MexcFeed(symbols, rest=rest, source=stream, warmup=warmup, capture=capture, **feed_options)
+    feed = (feed_class or MexcFeed)(symbols, rest=rest, source=stream, warmup=warmup, capture=capture,
+                                    **feed_options)
     feed._own_rest = True
     feed._own_capture = capture is not None
     return feed

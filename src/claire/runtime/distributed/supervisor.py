@@ -35,6 +35,7 @@ from claire.runtime.supervision import (
     StartFailure,
     Supervisor,
     failure_reason,
+    pid_alive,
     read_state,
 )
 
@@ -269,18 +270,7 @@ def supervise(state_dir: Path, stop: threading.Event, start_timeout: float = 120
     return 0
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child counts as dead
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return True
+_alive = pid_alive  # a zombie child counts as dead
 
 
 def _get(port: int, path: str, timeout: float = 1.0) -> tuple[int, dict[str, Any] | None]:

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from claire.runtime.supervision import pid_alive
+
 STATE_FILE = "papertest.json"
 #: the exchange's clock more than this from the wall clock: a replay (as the pre-flight decides)
 REPLAY_SKEW_MS = 3_600_000
@@ -208,21 +210,6 @@ def update_plan(run_dir: str | Path, **changes: Any) -> Plan:
         setattr(plan, k, v)
     plan.save()
     return plan
-
-
-def pid_alive(pid: int) -> bool:
-    """A process with ``pid`` runs (a zombie counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(") ", 1)[1][0] not in "ZX"
-    except OSError:
-        return True
 
 
 def now_iso() -> str:

@@ -22,14 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from claire.adapters.mexc import (
-    CaptureWriter,
     DataQualityRecord,
     MexcFeed,
     MexcMarketData,
-    MexcRestClient,
-    MexcStream,
 )
-from claire.adapters.mexc.codec import CHANNELS
+from claire.adapters.mexc.feed import open_feed
 from claire.events import Bar
 from claire.runtime.sources import MexcSource, _Market
 
@@ -112,24 +109,11 @@ class ResumingFeed(MexcFeed):
         return list(out)
 
 
-def open_resuming_feed(symbols: Sequence[str], resume: ResumePoint | None, *, warmup: int = 0,
-                       capture_dir: str | Path | None = None, rest_url: str | None = None,
-                       ws_url: str | None = None, stale_s: float | None = None,
-                       stream_options: dict[str, Any] | None = None, rest_options: dict[str, Any] | None = None,
-                       **feed_options: Any) -> ResumingFeed:
-    """:func:`claire.adapters.mexc.open_feed` making a :class:`ResumingFeed`."""
-    capture = CaptureWriter(capture_dir) if capture_dir is not None else None
-    rest = MexcRestClient(rest_url, capture=capture, **(rest_options or {}))
-    so = dict(stream_options or {})
-    if ws_url is not None:
-        so["url"] = ws_url
-    if stale_s is not None:
-        so["stale_s"] = stale_s
-    stream = MexcStream(symbols, channels=feed_options.get("channels", CHANNELS), capture=capture, **so)
-    feed = ResumingFeed(symbols, rest=rest, source=stream, warmup=warmup, capture=capture, **feed_options)
+def open_resuming_feed(symbols: Sequence[str], resume: ResumePoint | None, **options: Any) -> ResumingFeed:
+    """:func:`claire.adapters.mexc.feed.open_feed` making a :class:`ResumingFeed` that starts at ``resume``."""
+    feed = open_feed(symbols, feed_class=ResumingFeed, **options)
+    assert isinstance(feed, ResumingFeed)  # noqa: S101 - open_feed made it of feed_class
     feed.resume = resume
-    feed._own_rest = True
-    feed._own_capture = capture is not None
     return feed
 
 
