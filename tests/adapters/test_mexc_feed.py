@@ -154,3 +154,33 @@ def test_synchronous_facade(fake_bars, file_bars):
         server.join(5)
     check_bars(events, file_bars, symbols=["BTCUSDT"], min_bars=12)
     assert md.rules["BTCUSDT"].trading
+
+
+def test_a_restart_warms_up_from_the_last_published_bar(fake_bars, file_bars):
+    """`warmup_since_ms` (a restarted market data service): the warm-up reaches back to that bar
+    open whatever the strategy's warm-up, so the bars closed while it was down come again."""
+    from claire.adapters.mexc.feed import open_feed
+
+    async def main():
+        fake = make_fake(fake_bars)
+        await fake.start()
+        try:
+            feed = open_feed(SYMS, warmup=3, rest_url=fake.rest_url, ws_url=fake.ws_url,
+                             stream_options=dict(FAST_STREAM))
+            since = fake.start_ms - 30 * 60_000
+            feed.warmup_since_ms = since
+            events = []
+            async for ev in feed.events():
+                events.append(ev)
+                if not feed._stop and n_bars_each(32, SYMS)(events):
+                    feed.request_stop()
+            return events, feed, since
+        finally:
+            await fake.stop()
+
+    events, feed, since = asyncio.run(main())
+    bars = check_bars(events, file_bars, min_bars=32)
+    for sym in SYMS:
+        warm = [b for b in bars[sym] if b.ts_event <= feed.live_from_ms * 1_000_000]
+        assert len(warm) == 30  # not 3: every bar opened since `since`
+        assert warm[0].ts_event == (since + 60_000) * 1_000_000  # the bar opened at `since` closes a minute later

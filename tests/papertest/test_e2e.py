@@ -191,6 +191,10 @@ def test_papertest_distributed(tmp_path: Path, fake_exchange: Any, receiver: Any
         wait_until(lambda: state(run_dir)["restarts"].get("signal") == 1, 30, "the restart")
         res = claire("papertest", "status", "--run-dir", str(run_dir), env=env)
         assert res.returncode == 0 and "signal" in res.stdout
+        # the market data service killed: restarted, it fetches every bar closed while it was down
+        # (by REST, from its last published one): no minute missing below
+        kill9(state(run_dir)["components"]["marketdata"])
+        wait_until(lambda: state(run_dir)["restarts"].get("marketdata") == 1, 30, "the market data restart")
 
         st = wait_until(lambda: (s := state(run_dir))["status"] == "finished" and s, 150, "the end of the run", 0.5)
         report = Path(st["report"])
@@ -203,6 +207,8 @@ def test_papertest_distributed(tmp_path: Path, fake_exchange: Any, receiver: Any
                                    "WHERE run_id = :r"), {"r": st["run_id"]}).one()
         minutes = [p.replace(second=0, microsecond=0) for p in periodic]
         assert len(minutes) == len(set(minutes))
+        holes = [(a, b) for a, b in itertools.pairwise(minutes) if b - a != MINUTE]
+        assert not holes, f"minutes without market data: {holes[:5]}"
         assert minutes[-1].timestamp() * 1000 >= end_ms - 5 * 60_000
         assert {m.date() for m in minutes} >= {minutes[0].date(), minutes[0].date() + timedelta(days=1)}
         assert fills[0] > 0 and fills[0] == fills[1]

@@ -240,6 +240,12 @@ class MexcSource:
                 self.books += 1
             yield item
 
+    def resume_after(self, ts_ns: int) -> None:
+        """A restart of a live source whose events up to ``ts_ns`` (event time) are published: its
+        warm-up reaches back to the bar that closed then, so nothing closed meanwhile is missing
+        (the consumer drops what it has already published)."""
+        self.market.warmup_since_ms = ts_ns // 1_000_000 - 60_000
+
     def stop(self) -> None:
         """End the stream cleanly: what the feed holds is delivered, then the iteration ends."""
         self.market.stop()

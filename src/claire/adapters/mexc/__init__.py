@@ -65,6 +65,7 @@ class MexcMarketData:
             raise ValueError("give symbols (live) or replay_dir")
         self.symbols = list(symbols or [])
         self.warmup = warmup
+        self.warmup_since_ms: int | None = None  # a restart: warm up from this bar open at least (the feed's)
         self.capture_dir = capture_dir
         self.replay_dir = replay_dir
         self.options = options
@@ -80,6 +81,7 @@ class MexcMarketData:
             self.feed = replay_feed(self.replay_dir, **opts)  # run=0 unless given in options
         else:
             self.feed = open_feed(self.symbols, warmup=self.warmup, capture_dir=self.capture_dir, **self.options)
+            self.feed.warmup_since_ms = self.warmup_since_ms
         return self.feed.events()
 
     def __iter__(self) -> Iterator[MarketEvent]:

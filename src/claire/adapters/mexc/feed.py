@@ -120,6 +120,9 @@ class MexcFeed:
         if close_delay_ms < 0 or close_delay_ms >= reorder_ms:
             raise ValueError("close_delay_ms must be >= 0 and below reorder_ms")
         self.warmup = warmup
+        #: a restart: the warm-up reaches back at least to this bar open (ms), so the bars closed
+        #: while the consumer was down come again (at most the REST history; paged)
+        self.warmup_since_ms: int | None = None
         self.channels = tuple(channels)
         self.interval_s = interval_s
         self.step_ms = interval_s * 1000
@@ -208,18 +211,21 @@ class MexcFeed:
             await self.close()
 
     async def _warmup(self) -> list[MarketEvent]:
-        if not self.warmup:
+        if not self.warmup and self.warmup_since_ms is None:
             return []
         now_ms = await self.rest.server_time()
         step = self.step_ms
         current = now_ms - now_ms % step
-        results = await asyncio.gather(*(self.rest.closed_bars(sym, current - self.warmup * step, current,
+        n = self.warmup
+        if self.warmup_since_ms is not None:
+            n = max(n, -(-(current - self.warmup_since_ms) // step))
+        results = await asyncio.gather(*(self.rest.closed_bars(sym, current - n * step, current,
                                                                interval_s=self.interval_s)
                                          for sym in self.symbols))
         out: list[Bar] = []
         for sym, bars in zip(self.symbols, results, strict=True):
             self._state[sym].next_open = current
-            out.extend(bars[-self.warmup:])
+            out.extend(bars[-n:] if n else [])
         out.sort(key=lambda b: b.ts_event)  # stable: symbols in the given order on ties
         self.stats["bars"] += len(out)
         self._window = current

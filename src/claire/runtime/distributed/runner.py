@@ -462,14 +462,23 @@ class MarketDataService(ServiceLoop):
         if not stopped:
             self._end(streams, appended)
 
+    def _warm_up_since_restart(self, src: Any) -> None:
+        """After a restart, the live source fetches every bar closed since the last one published
+        (a source without that: at least RESTART_WARMUP bars)."""
+        if not self._resume_ts:
+            return
+        if hasattr(src, "resume_after"):
+            src.resume_after(self._resume_ts)
+        elif hasattr(src, "warmup"):
+            src.warmup = max(int(src.warmup or 0), self.RESTART_WARMUP)
+
     def _run_live(self, stop: threading.Event) -> None:
         """Read the live source through a queue (its own thread), publish in chunks of ``batch``
         events or 50 ms; on ``stop`` or :attr:`finish` ask the source to stop and publish what it
         still delivers (at most :attr:`STOP_GRACE_S`); with :attr:`finish`, then end_of_data."""
         streams = [partition_stream(MARKET_DATA, i, self.partitions) for i in range(self.partitions)]
         src = self.events
-        if self._resume_ts and hasattr(src, "warmup"):  # fetch the bars closed while down again
-            src.warmup = max(int(src.warmup or 0), self.RESTART_WARMUP)
+        self._warm_up_since_restart(src)
         q = self._queue
         reader = threading.Thread(target=self._read_source, args=(src, q), name=f"{self.name}-source", daemon=True)
         reader.start()
