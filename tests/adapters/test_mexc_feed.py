@@ -182,5 +182,6 @@ def test_a_restart_warms_up_from_the_last_published_bar(fake_bars, file_bars):
     bars = check_bars(events, file_bars, min_bars=32)
     for sym in SYMS:
         warm = [b for b in bars[sym] if b.ts_event <= feed.live_from_ms * 1_000_000]
-        assert len(warm) == 30  # not 3: every bar opened since `since`
+        # not 3: every bar opened since `since` (the fake runs on while the feed starts: >= 30)
+        assert len(warm) >= 30
         assert warm[0].ts_event == (since + 60_000) * 1_000_000  # the bar opened at `since` closes a minute later

@@ -187,14 +187,14 @@ def test_papertest_distributed(tmp_path: Path, fake_exchange: Any, receiver: Any
 
         # a service killed: the supervisor restarts it, the run goes on
         wait_until(lambda: _event_hours(engine, st["run_id"], start_ms) > 1, 60, "1 h of market data")
+        # and the market data service with it: restarted, it fetches every bar closed while it was
+        # down (by REST, from its last published one), so no minute is missing below
         kill9(st["components"]["signal"])
-        wait_until(lambda: state(run_dir)["restarts"].get("signal") == 1, 30, "the restart")
+        kill9(st["components"]["marketdata"])
+        wait_until(lambda: state(run_dir)["restarts"].get("signal") == 1, 60, "the restart")
+        wait_until(lambda: state(run_dir)["restarts"].get("marketdata") == 1, 60, "the market data restart")
         res = claire("papertest", "status", "--run-dir", str(run_dir), env=env)
         assert res.returncode == 0 and "signal" in res.stdout
-        # the market data service killed: restarted, it fetches every bar closed while it was down
-        # (by REST, from its last published one): no minute missing below
-        kill9(state(run_dir)["components"]["marketdata"])
-        wait_until(lambda: state(run_dir)["restarts"].get("marketdata") == 1, 30, "the market data restart")
 
         st = wait_until(lambda: (s := state(run_dir))["status"] == "finished" and s, 150, "the end of the run", 0.5)
         report = Path(st["report"])
