@@ -180,3 +180,10 @@ def test_seven_days_of_five_symbols_render_in_under_ten_seconds(tmp_path: Path) 
     assert took < 10, took
     assert len(r.report.chart["t"]) <= 2001 and r.report.confidence.days == 7
     assert "7 days: too few for an annualised Sharpe" in r.html.read_text()
+
+
+def test_a_papertest_directory_is_named_as_such(tmp_path: Path) -> None:
+    (tmp_path / "papertest.json").write_text("{}")
+    res = runner.invoke(app, ["report", str(tmp_path)])
+    assert res.exit_code == 2
+    assert f"a papertest's directory: its report is {tmp_path / 'report.html'}" in " ".join(res.output.split())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -43,8 +45,15 @@ def equity_drawdown(rep: Report, path: Path) -> Path:
     ax1.set_title("Equity and drawdown")
     ax2.fill_between(t, c["drawdown"], 0, color="#c0392b", alpha=0.5, step="post")
     ax2.set_ylabel("drawdown %")
-    ax2.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
+    _time_axis(ax2)
     return _save(fig, path)
+
+
+def _time_axis(ax: Any) -> None:
+    """Dates and times as the span needs them (hours within a day, days over a week, ...), in UTC."""
+    locator = mdates.AutoDateLocator(tz=UTC)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=UTC))
 
 
 def daily_returns(rep: Report, path: Path) -> Path:
@@ -93,7 +102,7 @@ def execution(rep: Report, path: Path) -> Path:
     if by_symbol:
         axs[2].legend(fontsize=7, loc="best")
     axs[2].axhline(0, color="#333333", lw=0.6)
-    axs[2].xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
+    _time_axis(axs[2])
     axs[2].set_xlabel("time of the fill")
     axs[2].set_ylabel("filled vs expected (bps)")
     fig.suptitle("Execution quality")

@@ -51,6 +51,9 @@ def check_run_dir(run_dir: Path) -> None:
     if not run_dir.is_dir():
         raise NotARunDir(f"{run_dir}: not a directory")
     missing = [n for n in RUN_FILES if not (run_dir / n).is_file()]
+    if missing and (run_dir / "papertest.json").is_file():
+        raise NotARunDir(f"{run_dir}: a papertest's directory: its report is {run_dir / 'report.html'} "
+                         f"(`claire papertest report --run-dir {run_dir}` writes it again from the database)")
     if missing:
         raise NotARunDir(f"{run_dir}: not a run directory (no {', '.join(missing)}; "
                          "`claire backtest --out DIR` or `claire paper --out DIR` write one)")
