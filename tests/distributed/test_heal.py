@@ -145,9 +145,10 @@ def test_supervisor_restarts_a_killed_component_with_backoff(tmp_path):
         os.kill(sup.pids()["worker"], signal.SIGKILL)
         wait_until(lambda: sup.restarts["worker"] == 2, 5, "the second restart")
         assert time.monotonic() - t_kill >= 0.55
-        state = read_state(tmp_path / "st")
-        assert state["components"]["worker"]["restarts"] == 2
-        assert json.loads((tmp_path / "st" / "pids.json").read_text()) == {"worker": sup.pids()["worker"]}
+        # the state files follow (written by the supervisor's thread just after the restart)
+        wait_until(lambda: read_state(tmp_path / "st")["components"]["worker"]["restarts"] == 2, 5, "the state file")
+        wait_until(lambda: json.loads((tmp_path / "st" / "pids.json").read_text()) == {"worker": sup.pids()["worker"]},
+                   5, "pids.json")
     finally:
         stop.set()
         runner.join()
