@@ -57,7 +57,8 @@ def test_feed_yields_the_file_bars_ticks_and_quotes(fake_bars, file_bars):
 def test_disconnects_and_skipped_windows_are_repaired_by_rest(fake_bars, file_bars):
     skip = [5, 16]  # away from the disconnects at bars 10 and 20 (a reconnect takes 1..4 bars here)
     events, feed, fake = live(fake_bars, SYMS, warmup=3, until=n_bars_each(34, SYMS),
-                              fake_options={"disconnect_every_bars": 10, "skip_kline_bars": skip},
+                              # 10 bars/s: the reconnects and REST repairs keep up on a loaded machine
+                              fake_options={"disconnect_every_bars": 10, "skip_kline_bars": skip, "speed": 10.0},
                               stream_options={"backoff_base_s": 0.1, "backoff_max_s": 0.13})
     check_bars(events, file_bars, min_bars=34)
     assert fake.disconnects >= 2

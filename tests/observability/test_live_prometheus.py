@@ -125,8 +125,11 @@ def _observe(run: LiveRun, paper: subprocess.Popen[Any], prom: str, port: int, d
                 if any(abs(value - e) < 1e-6 * max(1.0, abs(e)) for e in stored):
                     break
                 time.sleep(0.2)
-            run.equity_checks.append((value, any(abs(value - e) < 1e-6 * max(1.0, abs(e)) for e in stored),
-                                      latest or 0.0))
+            if not stored:  # before the first snapshot: the start cash, never 0.0
+                run.equity_checks.append((value, value == 100_000.0, value))
+            else:
+                run.equity_checks.append((value, any(abs(value - e) < 1e-6 * max(1.0, abs(e)) for e in stored),
+                                          latest))
         alerts = json.loads(_get(f"{prom}/api/v1/alerts"))["data"]["alerts"]
         run.firing += [a for a in alerts if a["state"] == "firing" and a["labels"].get("test") == "forced"]
         run.heartbeat = _query(prom, "claire_heartbeat_timestamp_seconds") or run.heartbeat

@@ -185,6 +185,13 @@ class ServiceMetrics:
             c = self._children[key] = metric.labels(*labels)
         return c
 
+    def start_equity(self, equity: float) -> None:
+        """The portfolio owner's equity before its first snapshot (the start cash, or a resumed
+        run's): a gauge reads 0.0 until set, which would be a lie."""
+        if self.equity is not None:
+            self.equity.set(equity)
+            self.cash.set(equity)
+
     def observe(self, ev: Any) -> None:
         """Count an event the component published, if it owns the event's metrics."""
         t = type(ev)

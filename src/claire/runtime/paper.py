@@ -273,6 +273,7 @@ class PaperRun:
             self.skip = self.core.processed if skip_processed else 0
             self.resumed_from = self.core.processed
             log.info("resuming run %s from its checkpoint after %d market events", cfg.run_key(), self.skip)
+        self.metrics.start_equity(float(self.core.portfolio.equity()))  # not 0.0 before the first snapshot
         self.wsvc = WriterService(self.bus, self.sink, metrics=self.metrics, block_ms=50)
         # the alert rules see what the writer stores; new alerts go to `alerts` and CLAIRE_NOTIFY_URLS
         self.alerts = attach_alerts(self.wsvc, cfg.run_key(), cfg.alerts, self.db, cfg.runtime.out or ".")

@@ -517,6 +517,7 @@ def build_service(name: str, spec: dict[str, Any], bus: Bus, replica: int = 0, b
     if name == "signal" and cfg.data.source == "mexc":
         handle = _history_gate(handle, stage.engine, bus)
     loop = StageService(svc_name, bus, inputs, handle, stage, metrics, batch=batch)
+    metrics.start_equity(float(cfg.portfolio.start_cash))  # the portfolio owner's: not 0.0 before a snapshot
     if name == "portfolio":
         loop.skip_prefixes = (b'{"type":"order"',)  # echoed orders: nothing for the portfolio
     return Service(svc_name, loop, metrics, bus)
