@@ -54,13 +54,9 @@ def _free_port() -> int:
 
 
 def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+    from claire.runtime.supervision import port_problem  # start-up time: the runtime only when it runs
+
+    return port_problem(port) is None
 
 
 def _ws_of(rest_url: str) -> str:

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +35,7 @@ from claire.runtime.supervision import (
     Supervisor,
     failure_reason,
     pid_alive,
+    port_problem,
     read_state,
 )
 
@@ -166,12 +166,9 @@ def port_conflicts(spec: dict[str, Any], host: str = "127.0.0.1") -> list[tuple[
         if not 0 < port < 65536:
             out.append((display, port, "out of range"))
             continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP server does
-            try:
-                s.bind((host, port))
-            except OSError as exc:
-                out.append((display, port, (exc.strerror or str(exc)).lower()))
+        why = port_problem(port, host)
+        if why is not None:
+            out.append((display, port, why.lower()))
     return out
 
 

@@ -30,7 +30,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import time
 import urllib.error
 import urllib.parse
@@ -43,6 +42,7 @@ from typing import Any
 
 from claire.config.env import ConfigError, redact_url, risk_config_from_env
 from claire.config.tree import AlertSettings, RunConfig, from_spec, to_spec
+from claire.runtime.supervision import port_problem
 
 #: the seeds' complete schema: ~2.0 MB per day (taken per symbol)
 BYTES_PER_SYMBOL_DAY = 2_000_000
@@ -456,12 +456,9 @@ def check_ports(plan: PreflightPlan) -> CheckResult:
         return CheckResult("ports", True, "none fixed (free ports are chosen at start)", skipped=True)
     taken: list[str] = []
     for name, port in ports.items():
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP servers do
-            try:
-                s.bind((plan.host, port))
-            except OSError as exc:
-                taken.append(f"{port}" + (f" ({name})" if name != str(port) else "") + f": {exc.strerror or exc}")
+        why = port_problem(port, plan.host)
+        if why is not None:
+            taken.append(f"{port}" + (f" ({name})" if name != str(port) else "") + f": {why}")
     listed = ", ".join(str(p) for p in ports.values())
     if taken:
         return CheckResult("ports", False, "in use: " + "; ".join(taken))
