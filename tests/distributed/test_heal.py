@@ -125,6 +125,33 @@ def test_supervisor_names_the_component_and_reason_at_once(tmp_path):
     assert state["state"] == "stopped" and state["error"]["component"] == "web"
 
 
+def test_a_health_probe_that_reads_its_own_request_is_no_answer(tmp_path):
+    """CI once died on ``BadStatusLine: GET /health HTTP/1.1``: a probe of a port in the
+    ephemeral range nobody listened on yet connected to itself (TCP self-connect) and read its
+    own request back. Such an echo is "not up yet", and the probe never takes the target port."""
+    import threading
+
+    from claire.runtime.supervision import _health_ok, local_get
+
+    with _listening() as echo:
+        port = echo.getsockname()[1]
+
+        def serve() -> None:
+            conn, _ = echo.accept()
+            with conn:
+                conn.sendall(conn.recv(4096))
+
+        threading.Thread(target=serve, daemon=True).start()
+        assert local_get(port, "/health", 2.0) == (0, b"")
+    assert _health_ok(port, None, 0.5) is False  # nothing listens now: no answer, no exception
+    # many probes of a free port: none of them ever holds it (a self-connect would)
+    free = free_port()
+    for _ in range(200):
+        assert local_get(free, "/health", 0.2) == (0, b"")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", free))
+
+
 def test_supervisor_restarts_a_killed_component_with_backoff(tmp_path):
     events: list[dict] = []
     comp = Component("worker", _py("import time; time.sleep(60)"), log_path=tmp_path / "w.log")

@@ -21,8 +21,6 @@ import socket
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,14 +116,48 @@ def failure_reason(log_path: Path | None, port: int | None = None, since: int = 
     return lines[-1][:300] if lines else "no output"
 
 
+def local_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, bytes]:
+    """GET ``http://127.0.0.1:{port}{path}``: (status, body); (0, b"") when nothing answers.
+
+    The client socket is bound before it connects, and a probe whose own port came out as the
+    target port is dropped: on a port in the ephemeral range nobody listens on yet, a plain
+    connect can meet itself (TCP self-connect) and read its own request back as the answer
+    (``BadStatusLine: GET /health HTTP/1.1``), and it would hold the port the service is about to
+    bind. Anything but an HTTP answer (refused, reset, garbage) is "no answer", never an error."""
+    import http.client
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.settimeout(timeout)
+        sock.bind(("127.0.0.1", 0))
+        if sock.getsockname()[1] == port:
+            return 0, b""
+        sock.connect(("127.0.0.1", port))
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        conn.sock = sock
+        try:
+            conn.request("GET", path, headers={"Connection": "close"})
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+    except (OSError, http.client.HTTPException):
+        return 0, b""
+    finally:
+        sock.close()
+
+
 def _health_ok(port: int, pid: int | None, timeout: float = 1.0) -> bool:
     """``/health`` answers 200 (and, when it names a pid, it is ours: not another process on the port)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=timeout) as resp:
-            body = json.loads(resp.read() or b"{}")
-            return resp.status == 200 and (pid is None or body.get("pid") in (None, pid))
-    except (OSError, ValueError, urllib.error.URLError):
+    status, raw = local_get(port, "/health", timeout)
+    if status != 200:
         return False
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        return False
+    return pid is None or not isinstance(body, dict) or body.get("pid") in (None, pid)
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from claire.runtime.supervision import (
     StartFailure,
     Supervisor,
     failure_reason,
+    local_get,
     pid_alive,
     port_problem,
     read_state,
@@ -271,17 +271,12 @@ _alive = pid_alive  # a zombie child counts as dead
 
 
 def _get(port: int, path: str, timeout: float = 1.0) -> tuple[int, dict[str, Any] | None]:
-    """GET ``path`` of a service on this host: (HTTP status, JSON body)."""
+    """GET ``path`` of a service on this host: (HTTP status, JSON body); (0, None) on no answer."""
+    code, raw = local_get(port, path, timeout)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.loads(exc.read())
-        except Exception:
-            return exc.code, None
-    except Exception:
-        return 0, None
+        return code, json.loads(raw) if raw else None
+    except ValueError:
+        return code, None
 
 
 def status(state_dir: Path) -> list[dict[str, Any]]:

@@ -205,13 +205,12 @@ def scrape_freshness(port: int, timeout: float = 1.0) -> dict[str, Any]:
     """``claire_marketdata_last_event_{age_seconds,timestamp_seconds}`` per symbol from /metrics."""
     import math
     import re
-    import urllib.request
+    from claire.runtime.supervision import local_get
 
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as resp:
-            text = resp.read().decode()
-    except (OSError, ValueError):
+    code, raw = local_get(port, "/metrics", timeout)
+    if code != 200:
         return {}
+    text = raw.decode(errors="replace")
     out: dict[str, Any] = {}
     pat = re.compile(r'^claire_marketdata_last_event_(age_seconds|timestamp_seconds)\{[^}]*symbol="([^"]+)"[^}]*\} (\S+)$')
     for line in text.splitlines():
