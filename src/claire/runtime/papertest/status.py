@@ -205,6 +205,7 @@ def scrape_freshness(port: int, timeout: float = 1.0) -> dict[str, Any]:
     """``claire_marketdata_last_event_{age_seconds,timestamp_seconds}`` per symbol from /metrics."""
     import math
     import re
+
     from claire.runtime.supervision import local_get
 
     code, raw = local_get(port, "/metrics", timeout)
