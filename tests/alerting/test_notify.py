@@ -10,7 +10,7 @@ import time
 import pytest
 
 from claire.alerting.notify import Notifier, target_label, url_secrets, urls_from_env
-from tests.alerting.conftest import Receiver
+from tests.support.notify_receiver import NotifyReceiver
 
 
 def closed_port() -> int:
@@ -19,7 +19,7 @@ def closed_port() -> int:
         return s.getsockname()[1]  # closed again when the block ends: nothing listens there
 
 
-def test_json_target_receives_the_message(receiver: tuple[Receiver, int]) -> None:
+def test_json_target_receives_the_message(receiver: tuple[NotifyReceiver, int]) -> None:
     rec, port = receiver
     n = Notifier([f"json://user:hunter2secret@127.0.0.1:{port}/hook"])
     try:
@@ -31,7 +31,7 @@ def test_json_target_receives_the_message(receiver: tuple[Receiver, int]) -> Non
     assert rec.paths == ["/hook"] and n.sent == 1 and n.failed == 0
 
 
-def test_send_test_reports_per_target(receiver: tuple[Receiver, int]) -> None:
+def test_send_test_reports_per_target(receiver: tuple[NotifyReceiver, int]) -> None:
     rec, port = receiver
     bad = closed_port()
     n = Notifier([f"json://127.0.0.1:{port}/ok", f"json://127.0.0.1:{bad}/down", "notascheme://x"])

@@ -11,14 +11,14 @@ from pathlib import Path
 
 from claire.storage import Database
 from claire.storage.alerts import list_alerts
-from tests.alerting.conftest import Receiver
+from tests.support.notify_receiver import NotifyReceiver
 
 CLAIRE = str(Path(sys.executable).with_name("claire"))
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "Pa55wordInUrl"
 
 
-def test_paper_run_forced_drawdown_alert_and_daily_summaries(receiver: tuple[Receiver, int], tmp_path: Path) -> None:
+def test_paper_run_forced_drawdown_alert_and_daily_summaries(receiver: tuple[NotifyReceiver, int], tmp_path: Path) -> None:
     rec, port = receiver
     db_url = f"sqlite:///{tmp_path / 'paper.db'}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CLAIRE_ALERT_DRAWDOWN_PCT": "0.0005",

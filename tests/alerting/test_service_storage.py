@@ -17,7 +17,8 @@ from claire.events import encode
 from claire.runtime.alerts import AlertService
 from claire.storage import Database, EventWriter
 from claire.storage.alerts import acknowledge, bump_occurrence, list_alerts, record_alert
-from tests.alerting.conftest import DAY0, NS_PER_DAY, NS_PER_SEC, Receiver, component_alert, snap
+from tests.alerting.conftest import DAY0, NS_PER_DAY, NS_PER_SEC, component_alert, snap
+from tests.support.notify_receiver import NotifyReceiver
 
 RUN = "run-alerts"
 MIN = 60 * NS_PER_SEC
@@ -85,7 +86,7 @@ def test_cli_lists_and_acknowledges(db_url: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: --ack nope: no alert with this id"), res.stderr
 
 
-def test_service_pushes_new_alerts_and_the_daily_summary(receiver: tuple[Receiver, int], tmp_path: Path) -> None:
+def test_service_pushes_new_alerts_and_the_daily_summary(receiver: tuple[NotifyReceiver, int], tmp_path: Path) -> None:
     rec, port = receiver
     url = f"sqlite:///{tmp_path / 'p.db'}"
     EventWriter(url, RUN).close()

@@ -11,55 +11,22 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.notify_receiver import NotifyReceiver, serve_receiver
+
 CLAIRE = str(Path(sys.executable).with_name("claire"))
 DATA = Path(__file__).resolve().parents[2] / "data"
 
 
-class Receiver:
-    """What apprise's json:// target POSTed: one JSON body per request."""
-
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-
-    def texts(self) -> list[str]:
-        with self.lock:
-            return [f"{m.get('title', '')}\n{m.get('message', '')}" for m in self.messages]
-
-    def has(self, needle: str) -> bool:
-        return any(needle.lower() in t.lower() for t in self.texts())
-
-
 @pytest.fixture()
-def receiver() -> Iterator[tuple[Receiver, str]]:
-    """(receiver, apprise URL) of an HTTP server on a free port collecting POSTed JSON."""
-    rec = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            with rec.lock:
-                rec.messages.append(json.loads(body))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield rec, f"json://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+def receiver() -> Iterator[tuple[NotifyReceiver, str]]:
+    """(receiver, apprise URL) of a local apprise json:// receiver."""
+    with serve_receiver() as (rec, port):
+        yield rec, f"json://127.0.0.1:{port}/"
 
 
 #: bars per second of the fake
