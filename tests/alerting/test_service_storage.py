@@ -4,6 +4,7 @@ PostgreSQL); the service pushes new alerts and daily summaries to a json:// rece
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -137,3 +138,34 @@ def test_database_away_alerts_and_keeps_the_alerts_until_it_is_back(tmp_path: Pa
         assert ("database_unreachable", "") not in svc.rules.active  # re-armed once it answered
     finally:
         good.dispose()
+
+
+def test_dead_letters_raise_one_alert_per_service_and_stream(db_url: str) -> None:
+    """An event a service set aside (dead letter) is never silently lost: the writer's alert
+    service raises ``event_dead_lettered`` per consuming service and stream, repeats counted."""
+    from claire.bus.base import DeadLetter
+
+    def dead(i: int, stream: str, group: str, reason: str) -> DeadLetter:
+        return DeadLetter(id=f"{i}-0", reason=reason, stream=stream, original_id=f"{i}-1", group=group,
+                          deliveries=1, payload=b"\xff", headers={})
+
+    db = Database(db_url)
+    try:
+        svc = AlertService(RUN, AlertSettings(), db=db)
+        svc.feed(snap(DAY0, "100000"))  # the run's clock
+        svc.on_dead_letters([dead(1, "market_data", "signal", "malformed event: bad JSON"),
+                             dead(2, "market_data", "signal", "malformed event: bad type"),
+                             dead(3, "orders", "execution", "ValueError while processing: no price")])
+        svc.on_dead_letters([dead(4, "market_data", "signal", "malformed event: bad JSON")])  # a repeat
+        svc.close()
+        rows = list_alerts(db, RUN, rules_only=True)
+        got = sorted((r["code"], r["level"], r["occurrences"], r["message"]) for r in rows)
+        assert got == [
+            ("event_dead_lettered", "critical", 1,
+             "execution: 1 event(s) of orders dead-lettered: ValueError while processing: no price"),
+            ("event_dead_lettered", "critical", 2, "signal: 2 event(s) of market_data dead-lettered: malformed event: bad JSON"),
+        ]
+        day0 = datetime.fromtimestamp(DAY0 / NS_PER_SEC, UTC)
+        assert {r["ts"].replace(tzinfo=UTC) for r in rows} == {day0}  # on the run's clock, not the wall's
+    finally:
+        db.dispose()

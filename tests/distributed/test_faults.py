@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from claire.runtime.backtest import run_backtest
 from claire.runtime.distributed import supervisor
@@ -325,6 +326,17 @@ def test_malformed_market_data_goes_to_the_dead_letter_stream(fault_data, refere
     assert len(stored) == len(bad)
     assert {source for source, _ in stored} == {"market_data"}
     assert all(reason.startswith("malformed event") for _, reason in stored)
+    # and never silently: the writer's alert rules raised event_dead_lettered for them
+    eng = sa.create_engine(spec["runtime"]["database_url"])
+    try:
+        with eng.connect() as c:
+            alerts = c.execute(sa.text("select code, level, occurrences, message from alerts "
+                                       "where code = 'event_dead_lettered'")).all()
+    finally:
+        eng.dispose()
+    assert alerts and {(code, level) for code, level, _, _ in alerts} == {("event_dead_lettered", "critical")}
+    assert all(m.startswith("signal: ") and "of market_data dead-lettered: malformed event" in m
+               for _, _, _, m in alerts), alerts
     _assert_same({**res, "dead_letters": []}, reference)
     assert len(dlq) == len(bad)
     assert sorted(f[b"payload"] for _, f in dlq) == sorted(bad)

@@ -76,9 +76,14 @@ RULES: tuple[Rule, ...] = (
          "Read the reason in the alert; repeated rejections mean the configuration (symbols, rules, sizes) "
          "does not fit the exchange."),
     Rule("execution_error", _C, "execution",
-         "An execution component reported a failure (an Alert from `execution*`, or a dead-lettered "
-         "order or result).",
+         "An execution component reported a failure (an Alert from `execution*`).",
          "Check the execution component's log in the run directory; restart the run if it persists."),
+    Rule("event_dead_lettered", _C, "system",
+         "A service could not process an event (malformed, invalid, a sequence gap, an error while "
+         "handling it) and set it aside in its dead-letter stream and the `dead_letters` table: the event "
+         "did not reach the core (counted per service and stream).",
+         "Read the reason in the alert and the rows of `dead_letters` (stream, reason, payload). A lost order "
+         "or fill means the account may not be what the exchange would hold: stop the run if it repeats."),
     Rule("service_unhealthy", _C, "service",
          "A component has input pending without progress (stalled), died, or the supervisor gave up "
          "restarting it.",
@@ -285,7 +290,11 @@ class AlertRules:
         if "database" in low or low.startswith("db_"):
             return self._database(DatabaseStatus("unreachable" not in low and "down" not in low, ev.message,
                                                  ev.ts_event))
-        if src.startswith("execution") or "execution" in low or "dead_letter" in low:
+        if code == "dead_letter":
+            key = f"{service}:{details.get('stream') or ''}"
+            return self._fire("event_dead_lettered", key, ev.ts_event, ev.message,
+                              {**details, "source": src, "source_alert_id": ev.id}, ev.id)
+        if src.startswith("execution") or "execution" in low:
             return self._fire("execution_error", service, ev.ts_event, ev.message,
                               {**details, "source": src, "source_code": code, "source_alert_id": ev.id}, ev.id)
         if ev.level is AlertLevel.INFO:

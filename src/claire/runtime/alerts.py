@@ -28,7 +28,7 @@ from claire.alerting.daily import DailySummary
 from claire.alerting.notify import Notifier, urls_from_env
 from claire.alerting.rules import AlertRules, DatabaseStatus, DiskStatus, is_repeat
 from claire.config.tree import AlertSettings
-from claire.events import Alert, decode
+from claire.events import Alert, AlertLevel, decode
 
 log = logging.getLogger("claire.alerts")
 
@@ -96,6 +96,29 @@ class AlertService:
         except Exception:
             self.stats["errors"] += 1
             log.exception("alerts: cannot handle a supervisor event")
+
+    def on_dead_letters(self, dead: list[Any]) -> None:
+        """Dead letters the writer stored (:class:`claire.bus.base.DeadLetter`): one alert per
+        consuming service and stream of the batch, with their count and the first reason (its
+        time: the latest event time the rules saw, so the cool-down runs on the run's clock).
+        Never raises."""
+        groups: dict[tuple[str, str], list[Any]] = {}
+        for d in dead:
+            groups.setdefault((d.group, d.stream), []).append(d)
+        for (service, stream), items in groups.items():
+            try:
+                with self._cond:
+                    now = self.rules.now or time.time_ns()
+                n = len(items)
+                alert = Alert(id=f"dead_letter:{service}:{stream}:{items[0].id}", ts_event=now, ts_recv=time.time_ns(),
+                              level=AlertLevel.CRITICAL, source=service, code="dead_letter",
+                              message=f"{service}: {n} event(s) of {stream} dead-lettered: {items[0].reason}",
+                              details={"service": service, "stream": stream, "count": n,
+                                       "reason": items[0].reason, "dead_letter_id": items[0].id})
+                self.feed(alert)
+            except Exception:
+                self.stats["errors"] += 1
+                log.exception("alerts: cannot handle the dead letters of %s", stream)
 
     def feed(self, event: Any) -> list[Alert]:
         """Feed one event (or status); the alerts it raised (repeats included). Never waits for the

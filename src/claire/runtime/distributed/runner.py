@@ -683,6 +683,13 @@ class WriterService(GroupConsumer):
         if self.analytics is not None:
             self.inputs.append(PIPE_RESULTS)
 
+    def _store_dead(self, dead: list[DeadLetter]) -> None:
+        """Dead letters of the services: into the database, then an alert (never silently lost)."""
+        if self.store_dead is not None:
+            self.store_dead(dead)
+        if self.alerts is not None:
+            self.alerts.on_dead_letters(dead)
+
     def idle(self) -> None:
         """Nothing more to read after the final snapshot: everything published before it is stored."""
         if self.final_seen and not self.final_persisted:
@@ -717,8 +724,8 @@ class WriterService(GroupConsumer):
                 self.final_seen = True
             self.writer.write_raw(p, source=msg.stream)
             self.written += 1
-        if dead and self.store_dead is not None:
-            self.store_dead(dead)
+        if dead:
+            self._store_dead(dead)
         self.writer.flush()
         if self.analytics is not None:
             self._analytics(boundary)
