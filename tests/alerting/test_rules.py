@@ -201,3 +201,22 @@ def test_the_rule_table_is_complete() -> None:
     assert len(RULE_BY_CODE) == len(RULES)
     for r in RULES:
         assert r.condition and r.action and r.category
+
+
+def test_wall_clock_stamps_of_a_replay_go_on_the_runs_clock() -> None:
+    """A replay of history (claire mexc-fake): the run's events are months behind the wall clock
+    the supervisor and the services stamp their alerts with. Those alerts land at the run's latest
+    event time; they neither move the run's clock nor start a cool-down in the future."""
+    r = rules()
+    wall = DAY0 + 200 * 86_400 * NS_PER_SEC
+    r.feed(snap(DAY0, "100000"))
+    restarted = r.feed({"event": "restarted", "service": "marketdata", "restarts": 1, "ts_event": wall})
+    stalled = r.feed(component_alert(wall + NS_PER_SEC, "service_stalled", source="risk", service="risk"))
+    assert [(a.code, a.ts_event) for a in restarted + stalled] == [
+        ("service_restarted", DAY0), ("service_unhealthy", DAY0)]
+    assert r.now == DAY0
+    later = r.feed(snap(DAY0 + 10 * MIN, "95000"))  # the run's own clock goes on from where it was
+    assert [(a.code, a.ts_event) for a in later] == [("drawdown", DAY0 + 10 * MIN)] and r.now == DAY0 + 10 * MIN
+    # within the hour: a component's own time is kept (a live run: wall and event time agree)
+    near = r.feed(component_alert(DAY0 + 30 * MIN, "service_stalled", source="signal", service="signal"))
+    assert [(a.code, a.ts_event) for a in near] == [("service_unhealthy", DAY0 + 30 * MIN)]

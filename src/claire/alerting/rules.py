@@ -34,6 +34,9 @@ from claire.events import (
 )
 
 NS_PER_SEC = 1_000_000_000
+#: a component's alert or status stamped this far ahead of the run's events carries the wall clock
+#: of a replay (history served fast): it goes on the run's clock (see AlertRules._on_run_clock)
+WALL_AHEAD_NS = 3_600 * NS_PER_SEC
 SOURCE = "alerting"
 
 
@@ -123,6 +126,9 @@ RULES: tuple[Rule, ...] = (
          "Read it; nothing to do if the figures look as expected."),
 )
 RULE_BY_CODE: dict[str, Rule] = {r.code: r for r in RULES}
+#: the events that carry the run's own clock (exchange event time): only they, or anything within
+#: WALL_AHEAD_NS of them, move AlertRules.now
+_RUN_CLOCK_KINDS = (PortfolioSnapshot, OrderResult, RiskEvent)
 
 #: words in a status or alert code that say a component is not well
 _UNHEALTHY_WORDS = ("stall", "unhealthy", "not_ready", "unready", "died", "crash", "gave_up", "given_up")
@@ -225,7 +231,8 @@ class AlertRules:
     def feed(self, event: Any) -> list[Alert]:
         """The alerts ``event`` raises (empty for most events)."""
         ts = getattr(event, "ts_event", None)
-        if isinstance(ts, int) and ts > self.now:
+        if isinstance(ts, int) and ts > self.now and not (
+                self.now and ts - self.now > WALL_AHEAD_NS and not isinstance(event, _RUN_CLOCK_KINDS)):
             self.now = ts
         handler = self._handlers.get(type(event))
         if handler is None:
@@ -272,6 +279,7 @@ class AlertRules:
         """Another component's alert, classified by a rule (the risk manager's trading-state
         alerts are covered by its risk events; this module's own alerts are not fed back)."""
         src, code = ev.source, ev.code
+        ts = self._on_run_clock(ev.ts_event)
         if src == SOURCE or (src == "risk" and code.startswith("trading_")):
             return []
         details = dict(ev.details or {})
@@ -279,32 +287,43 @@ class AlertRules:
             kind = code.partition(".")[2]
             rule = _DATA_KINDS.get(kind, "data_quality")
             key = str(details.get("symbol") or "")
-            return self._fire(rule, key, ev.ts_event, ev.message, {**details, "source_alert_id": ev.id}, ev.id)
+            return self._fire(rule, key, ts, ev.message, {**details, "source_alert_id": ev.id}, ev.id)
         low = code.lower()
         service = str(details.get("service") or details.get("component") or src)
         if "restart" in low:
             return self._service(ServiceStatus(service, "restarted", ev.message, int(details.get("restarts") or 0),
-                                               ev.ts_event))
+                                               ts))
         if any(w in low for w in _UNHEALTHY_WORDS):
-            return self._service(ServiceStatus(service, "unhealthy", ev.message, 0, ev.ts_event))
+            return self._service(ServiceStatus(service, "unhealthy", ev.message, 0, ts))
         if "database" in low or low.startswith("db_"):
             return self._database(DatabaseStatus("unreachable" not in low and "down" not in low, ev.message,
-                                                 ev.ts_event))
+                                                 ts))
         if code == "dead_letter":
             key = f"{service}:{details.get('stream') or ''}"
-            return self._fire("event_dead_lettered", key, ev.ts_event, ev.message,
+            return self._fire("event_dead_lettered", key, ts, ev.message,
                               {**details, "source": src, "source_alert_id": ev.id}, ev.id)
         if src.startswith("execution") or "execution" in low:
-            return self._fire("execution_error", service, ev.ts_event, ev.message,
+            return self._fire("execution_error", service, ts, ev.message,
                               {**details, "source": src, "source_code": code, "source_alert_id": ev.id}, ev.id)
         if ev.level is AlertLevel.INFO:
             return []
-        return self._fire("component_alert", f"{src}:{code}", ev.ts_event, f"{src}: {ev.message}",
+        return self._fire("component_alert", f"{src}:{code}", ts, f"{src}: {ev.message}",
                           {**details, "source": src, "source_code": code, "source_level": str(ev.level),
                            "source_alert_id": ev.id}, ev.id)
 
+    def _on_run_clock(self, ts: int | None) -> int:
+        """``ts`` of a component's alert or a status, on the run's clock: a wall-clock stamp more
+        than :data:`WALL_AHEAD_NS` ahead of the run's events (a replay of history, e.g. against
+        ``claire mexc-fake``) is put at the run's latest event time, so it neither moves the
+        cool-downs nor lands days after the run's own events."""
+        if not ts:
+            return self.now
+        if self.now and ts - self.now > WALL_AHEAD_NS:
+            return self.now
+        return ts
+
     def _service(self, st: ServiceStatus) -> list[Alert]:
-        ts = st.ts_event or self.now
+        ts = self._on_run_clock(st.ts_event)
         if st.kind == "restarted":
             n = f" (restart {st.restarts})" if st.restarts else ""
             return self._fire("service_restarted", st.service, ts,
@@ -317,13 +336,13 @@ class AlertRules:
                           {"service": st.service, "reason": st.reason})
 
     def _database(self, st: DatabaseStatus) -> list[Alert]:
-        ts = st.ts_event or self.now
+        ts = self._on_run_clock(st.ts_event)
         return self._condition("database_unreachable", "", not st.ok, ts,
                                "the database is unreachable" + (f": {st.reason}" if st.reason else ""),
                                {"reason": st.reason})
 
     def _disk(self, st: DiskStatus) -> list[Alert]:
-        ts = st.ts_event or self.now
+        ts = self._on_run_clock(st.ts_event)
         limit = self.config.disk_min_free_mb * 1024 * 1024
         free_mb = st.free_bytes // (1024 * 1024)
         return self._condition("disk_low", st.path, st.free_bytes < limit, ts,
