@@ -3,7 +3,8 @@ exchange serving the bundled BTC and ETH 1m files at high speed.
 
 - the run (every service its own process, Redis, PostgreSQL) gives exactly the fills, orders,
   signals and final equity of `claire backtest` of the run's own capture (the same events, ids
-  included: the live run and its replay share the run key);
+  included: the live run and its replay share the run key), the books included: the paper
+  exchange of the distributed stages fills on their levels as the one-process core's does;
 - its signals are those of `claire backtest` of the same files over the streamed window (the
   warm-up bars are history: their signals are dropped). Its fills are not those of the file
   backtest, and cannot be: the live stream also carries trades and quotes, on which the paper
@@ -118,8 +119,8 @@ def test_up_source_mexc_equals_the_backtest(tmp_path, redis_url, redis_prefix, p
         counts = metric_values(text, "claire_marketdata_events_total")
         return min((counts.get(f'{{service="marketdata",symbol="{s}"}}', 0) for s in SYMBOLS), default=0)
 
-    # ~13 events per bar and symbol (1 bar, 8 trades, 4 quotes)
-    wait_until(lambda: _safe(bars_each) >= 13 * BARS, 120, "the live stream", interval=0.5, state_dir=state)
+    # ~17 events per bar and symbol (1 bar, 8 trades, 4 quotes, 3-4 books)
+    wait_until(lambda: _safe(bars_each) >= 17 * BARS, 120, "the live stream", interval=0.5, state_dir=state)
 
     # /ready and /metrics while the data flows: every symbol fresh
     code, body = http_get(port, "/ready")
@@ -156,11 +157,19 @@ def test_up_source_mexc_equals_the_backtest(tmp_path, redis_url, redis_prefix, p
 
     cap_cfg = resolve_data(make_config(RunOptions(data=[out / "capture"], strategy="sma_cross", param=PARAMS)))
     assert cap_cfg.run_key() == cfg.run_key()
-    src = market_source(cap_cfg, books=False)  # the distributed stages carry no books: fills on quotes
+    src = market_source(cap_cfg)  # with the books: the distributed paper exchange fills on them too
     src.start()
     cap_cfg = with_rules(cap_cfg, src)
     bt = run_backtest(cap_cfg, src)
     src.close()
+    assert src.books > 0
+    # the books matter here: without them the paper exchange fills otherwise (on the touch only),
+    # so the equality below holds only if the distributed stages carry the books as the core does
+    touch_only = market_source(cap_cfg, books=False)
+    touch_only.start()
+    bt_touch = run_backtest(cap_cfg, touch_only)
+    touch_only.close()
+    assert [(f.quantity, f.price) for f in bt_touch.fills] != [(f.quantity, f.price) for f in bt.fills]
     fills = sorted(bt.fills, key=lambda f: (f.ts_event, f.id))
     assert len(fills) > 4
     assert [r[0] for r in res["trades"]] == [f.id for f in fills]

@@ -23,8 +23,8 @@ A :class:`MexcSource` is bound to the core before it is iterated (:meth:`MexcSou
   the first market event whose ``ts_event`` is not before its own (the rest at the end): the
   core hands them to the paper exchange only, which fills beyond the best level on them. Made
   in the feed's thread from the feed's own order, a capture replay puts them at the same
-  places (same fills). ``books=False`` drops them: the distributed market-data service, whose
-  stages do not carry books (there fills take the quote's touch only).
+  places (same fills). ``books=False`` drops them (the
+  fills then take the quote's touch only); every runtime keeps them by default.
 """
 
 from __future__ import annotations

@@ -415,7 +415,7 @@ def _marketdata_service(cfg: RunConfig, bus: Bus, metrics: ServiceMetrics, batch
 
     replay = bool(cfg.data.paths)
     capture = Path(cfg.runtime.out) / "capture" if cfg.runtime.out and not replay else None
-    source = market_source(cfg, capture_dir=capture, books=False)  # the stages carry no books: fills on quotes
+    source = market_source(cfg, capture_dir=capture)  # books too: the paper exchange fills on their levels
     loop = MarketDataService(bus, source, partitions, None, batch=batch, metrics=metrics, live=True,
                              finite=replay, symbols=() if replay else cfg.data.symbols)
     source.bind(_SourceBinding(lambda ev: loop.side_output(ALERTS, ev), IdFactory(cfg.run_key())))

@@ -30,7 +30,6 @@ import msgspec
 from claire.bus.base import Bus, DeadLetter, Message
 from claire.events import (
     Bar,
-    BookDepth,
     Control,
     DecodeError,
     Order,
@@ -362,9 +361,9 @@ class MarketDataService(ServiceLoop):
       published at that time: a restarted source (which replays its warm-up bars) publishes only
       what comes after, so the stream stays in event-time order and nothing is doubled.
 
-    Book depth (:class:`~claire.events.BookDepth`) is not published: the distributed stages do not
-    carry books, so their paper exchange fills on the quote's touch (and bars) only. A live MEXC
-    source is made with ``books=False``; a book a source yields all the same is dropped here.
+    Book depth (:class:`~claire.events.BookDepth`, a live MEXC source's top-5 books) is published
+    like any market event, with its seq: the stages forward it to the paper exchange, which fills
+    against its levels as the one-process core's does (strategy, risk and portfolio skip it).
 
     Per symbol it keeps when the last event came (wall clock) and its event time: the service's
     freshness (``/ready``, ``/metrics``).
@@ -555,8 +554,6 @@ class MarketDataService(ServiceLoop):
 
         try:
             for ev in src:
-                if type(ev) is BookDepth:  # the stages do not carry books (see the class doc)
-                    continue
                 if not put(ev):
                     return
         except BaseException as exc:  # handed to the service loop
@@ -640,7 +637,7 @@ class MarketDataService(ServiceLoop):
 _SOURCE_END = object()  # the live source ended (or failed)
 
 
-_SKIP_PREFIXES = (b'{"type":"bar"', b'{"type":"trade"', b'{"type":"quote"', b'{"type":"control"')
+_SKIP_PREFIXES = (b'{"type":"bar"', b'{"type":"trade"', b'{"type":"quote"', b'{"type":"book"', b'{"type":"control"')
 _ORDER_PREFIX = b'{"type":"order"'
 
 

@@ -22,6 +22,7 @@ import msgspec
 from claire.engine.core import TradingCore
 from claire.events import (
     Bar,
+    BookDepth,
     Control,
     Event,
     Order,
@@ -34,7 +35,7 @@ from claire.events import (
     versioned,
 )
 from claire.events.topics import (
-    MARKET_EVENT_TYPES,
+    MARKET_DATA_TYPES,
     ORDER_RESULTS,
     PIPE_ORDERS,
     PIPE_RESULTS,
@@ -48,7 +49,9 @@ from claire.portfolio import Portfolio
 from claire.risk import RiskManager
 from claire.strategy.signal_engine import SignalEngine, encode_strategy
 
-MARKET = MARKET_EVENT_TYPES
+#: what market data carries, each with its seq: bars, trades, quotes and book depth (the last for
+#: the paper exchange only, as in the one-process core: strategy, risk and portfolio skip it)
+MARKET = MARKET_DATA_TYPES
 Out = tuple[str, Any]  # (stream, Event or raw bytes)
 
 TERMINAL = frozenset({OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED})
@@ -101,6 +104,8 @@ class SignalStage:
                     return []  # already processed (redelivery)
                 self._check_ahead(ev.seq)
             self.last_seq = ev.seq
+            if t is BookDepth:  # for the paper exchange only (as in the core): forwarded, not seen
+                return [(self.out, raw)]
             self._dirty.add(ev.symbol)  # type: ignore[attr-defined]
             out: list[Out] = [(self.out, raw)]
             for s in self.engine.on_market(ev):  # type: ignore[arg-type]
@@ -247,7 +252,7 @@ class RiskStage:
                 self._risk_out(later, out)
         elif t in MARKET:
             self.echoed += 1
-            if ev.seq > self.mirror_seq:
+            if ev.seq > self.mirror_seq and t is not BookDepth:
                 self._mirror_market(ev, out)
         elif t is Order or t is Control:
             self.echoed += 1
@@ -334,6 +339,8 @@ class RiskStage:
             self.cur_part = i
             if self.clock is not None:
                 self.clock.now = ev.ts_event
+            if t is BookDepth:  # forwarded to execution above; risk and the mirror do not see books
+                continue
             if not self.lagging and ev.seq > self.mirror_seq:
                 self._mirror_market(ev, out)
             self._risk_out(self.risk.on_market(ev), out)  # type: ignore[arg-type]
@@ -436,7 +443,9 @@ class PortfolioStage:
             return [(SNAPSHOTS, with_seq(s, self.cur)) for s in pf.on_fill(ev)]
         if t in MARKET:
             self.cur = ev.seq
-            self.now = ev.ts_event
+            self.now = ev.ts_event  # a book too: the core's clock (the final snapshot's time) moves with it
+            if t is BookDepth:
+                return []
             snap = pf.on_market(ev)  # type: ignore[arg-type]
             return [(SNAPSHOTS, with_seq(snap, ev.seq))] if snap is not None else []
         if t is Control:
@@ -569,6 +578,8 @@ class AccountStage:
             self.cur, self.cur_part = ev.seq, i
             self._ev, self._raw = ev, raw
             core.on_market(ev)  # type: ignore[arg-type]
+            if t is BookDepth:  # the portfolio does not mark it: forwarded after its fills, as execution echoes it
+                out.append((PIPE_RESULTS, raw))
             self._ev, self._raw = None, b""
 
     def get_state(self) -> dict[str, Any]:
