@@ -107,13 +107,22 @@ class Run:
         text = {"died": "died", "restarted": "was restarted", "gave_up": "keeps crashing: given up"}[kind]
         msg = f"{name} {text} (exit code {ev.get('exit_code')}: {ev.get('reason')}; restarts {ev.get('restarts')})"
         log.warning("%s", msg)
-        if kind != "died":
-            self.notify(f"component {text}", msg, level)
+        # one push per event: distributed, the alert goes on the bus and the writer's rules store
+        # and push it; pushed from here only when the bus does not take it or the writer itself is
+        # given up (nobody would read the bus). One process: stored and pushed from here.
+        push = kind != "died"
         if self._dist_alert is not None:
-            with contextlib.suppress(Exception):
-                self._dist_alert(ev)  # on the bus: the writer stores it
+            try:
+                self._dist_alert(ev)
+                if name == "writer" and kind == "gave_up":
+                    raise RuntimeError("the writer is given up")
+                push = False
+            except Exception as exc:
+                log.warning("the %s alert of %s is pushed from the supervisor: %s", kind, name, exc)
         elif kind != "died":
             self._store_alert(ev, level, msg)
+        if push:
+            self.notify(f"component {text}", msg, level)
         self._save_components()
 
     def _store_alert(self, ev: dict[str, Any], level: str, msg: str) -> None:
