@@ -80,7 +80,7 @@ def test_up_refuses_a_taken_port_at_once(tmp_path, pg_database, redis_url):
                            "--state-dir", tmp_path / "state"], cwd=tmp_path, check=False, timeout=60)
         elapsed = time.monotonic() - t0
     assert proc.returncode == 2, proc.stderr
-    assert elapsed < 15
+    assert elapsed < 30  # at once: not after the start timeout (120 s); slow only on a loaded machine
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr
     assert f"port {base + 1} of the signal service is not available" in lines[0]

@@ -16,7 +16,9 @@ claire market events:
   a hole (REST not knowing a window either gives ``gap_unrepaired``; a failed REST call is
   retried at the next boundary, the bars wait). Without ``verify`` the live candles are used and
   REST only fills gaps;
-- everything goes through a reorder buffer of ``reorder_ms`` of event time (merging symbols).
+- everything goes through a reorder buffer of ``reorder_ms`` of event time (merging symbols); a
+  trade or quote that comes later than that (older than an event already released) is dropped
+  with a ``late_ticks`` record, so the core never sees time go backwards.
 
 Data-quality records (:class:`DataQualityRecord`) are kept in ``quality`` and given to
 ``on_quality``; the latest top-5 book per symbol is in ``books`` (and given to ``on_book``), the
@@ -153,7 +155,8 @@ class MexcFeed:
         self._stop = False
         self._closed = False
         self.stats: dict[str, int] = {"frames": 0, "bars": 0, "trades": 0, "quotes": 0, "books": 0,
-                                      "klines": 0, "old_kline_pushes": 0, "late": 0, "rest_closes": 0}
+                                      "klines": 0, "old_kline_pushes": 0, "late": 0, "before_live": 0,
+                                      "rest_closes": 0}
 
     # --- control -----------------------------------------------------------------------
 
@@ -293,6 +296,21 @@ class MexcFeed:
             self.stats["trades"] += 1
         else:
             self.stats["quotes"] += 1
+        if self.live_from_ms and not isinstance(ev, Bar) and ev.ts_event < self.live_from_ms * NS_PER_MS:
+            # a tick of a window the warm-up bars closed already (read from the socket after the
+            # exchange's clock had moved on): the core saw that bar, not its ticks after it
+            self.stats["before_live"] += 1
+            return []
+        last = self._reorder.last_ts
+        if last is not None and ev.ts_event < last and not isinstance(ev, Bar):
+            # a tick or quote older than what the core has already seen (it came more than the
+            # reorder window late): never fed out of order, recorded instead (bars are never late:
+            # they are closed and pushed ahead of the event that moves the clock on)
+            self.stats["late"] += 1
+            self._record(DataQualityRecord(symbol=ev.symbol, kind="late_ticks", cause="late", from_ts=ev.ts_event,
+                                           to_ts=last, ts_recv=ev.ts_recv,
+                                           details={"event": ev.id, "behind_ms": (last - ev.ts_event) // NS_PER_MS}))
+            return []
         late = self._reorder.late
         released = self._reorder.push(ev.ts_event, ev)
         if self._reorder.late != late:
