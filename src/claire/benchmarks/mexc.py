@@ -3,9 +3,16 @@
 Three figures, every one on the real code path (no I/O, no network, no fast path of its own):
 
 - **decode**: binary pushes built with the generated protobuf classes
-  (:func:`claire.adapters.mexc.codec.sample_frames`: aggregated deals with 1 and 3 deals per
-  frame, aggregated bookTicker) decoded by :class:`~claire.adapters.mexc.codec.MexcCodec` into
-  events; frames per second, the median of 3 runs.
+  (:func:`claire.adapters.mexc.codec.sample_frames`) decoded by
+  :meth:`MexcCodec.decode <claire.adapters.mexc.codec.MexcCodec.decode>` (the call the live feed
+  makes: protobuf parse, then events) into events; frames per second, the median of 3 runs, a
+  fresh codec per run. A *frame* is one WebSocket binary message: an aggregated deals push of
+  BTCUSDT with 1 or 3 deals (each becomes a :class:`~claire.events.TradeTick`; no trade id, so
+  the id is built from the deal's content), or an aggregated bookTicker push (one
+  :class:`~claire.events.QuoteTick`). The same frame is decoded over and over, so the codec's
+  cache of recent prices always hits (live prices repeat, but not always);
+  ``deals_3_per_frame_new_prices`` is the worst case: every frame's three prices are new to the
+  cache (quantities are parsed every time in all cases).
 - **latency**: ``symbols`` synthetic symbols, frames round-robin across them in the order
   bookTicker, deals, kline (one candle per kline frame, the close zigzagging, each symbol in
   another phase, so that ``sma_cross`` fast=2 slow=3 crosses every few candles), paced at ``rate`` frames/s for
@@ -87,17 +94,21 @@ def _mib(kib: int | None) -> float | None:
 
 
 def bench_decode(frames: int = 50_000, repeat: int = 3) -> dict[str, Any]:
-    """Frames decoded per second (median of ``repeat`` runs) for deals (1 and 3 per frame) and bookTicker."""
-    cases = {"deals_1_per_frame": sample_frames(1)["deals"], "deals_3_per_frame": sample_frames(3)["deals"],
-             "bookTicker": sample_frames(1)["bookTicker"]}
+    """Frames decoded per second (median of ``repeat`` runs) for deals (1 and 3 per frame, and 3 per
+    frame at prices new to the codec's cache) and bookTicker (see the module doc)."""
+    same = {"deals_1_per_frame": sample_frames(1)["deals"], "deals_3_per_frame": sample_frames(3)["deals"],
+            "bookTicker": sample_frames(1)["bookTicker"]}
+    cases: dict[str, list[bytes]] = {name: [data] * frames for name, data in same.items()}
+    # three new prices per frame (each frame 3 cents above the last): the price cache never hits
+    cases["deals_3_per_frame_new_prices"] = [sample_frames(3, price_ticks=3 * i)["deals"] for i in range(frames)]
     out: dict[str, Any] = {"frames": frames, "repeat": repeat}
-    for name, data in cases.items():
+    for name, datas in cases.items():
         rates: list[float] = []
         for _ in range(repeat):
             codec = MexcCodec()
             decode = codec.decode
             t0 = time.perf_counter()
-            for i in range(frames):
+            for i, data in enumerate(datas):
                 decode(data, i)
             rates.append(frames / (time.perf_counter() - t0))
             assert not codec.skipped, codec.skipped  # noqa: S101 - a benchmark of frames that decode
@@ -238,7 +249,8 @@ def format_report(res: dict[str, Any]) -> str:
     lines = [
         f"$ {res['command'].removesuffix(' --json')}",
         f"decode (frames/s, median of {d['repeat']} x {d['frames']:,}): deals 1/frame {d['deals_1_per_frame_frames_per_s']:,},"
-        f" deals 3/frame {d['deals_3_per_frame_frames_per_s']:,}, bookTicker {d['bookTicker_frames_per_s']:,}",
+        f" deals 3/frame {d['deals_3_per_frame_frames_per_s']:,} (new prices:"
+        f" {d['deals_3_per_frame_new_prices_frames_per_s']:,}), bookTicker {d['bookTicker_frames_per_s']:,}",
         f"live: {live['frames']:,} frames, {live['symbols']} symbols, {live['achieved_frames_per_s']:,} frames/s"
         f" (target {live['rate']:g}); {live['counts']['signals']} signals, {live['counts']['fills']} fills",
         f"  frame -> signal: {p('frame_to_signal')}",

@@ -46,6 +46,11 @@ REST_INTERVAL = {60: "1m", 300: "5m", 900: "15m", 1800: "30m", 3600: "60m", 14_4
 REST_INTERVAL_S = {name: s for s, name in REST_INTERVAL.items()}
 
 _BUY, _SELL = Side.BUY, Side.SELL
+# the sides' texts for trade ids, read once (``Side.BUY.value`` goes through the enum's descriptor, slow per deal)
+_BUY_TEXT, _SELL_TEXT = _BUY.value, _SELL.value
+
+#: at most this many price strings -> Decimal kept per codec (emptied when full: bounded, no LRU upkeep)
+PRICE_CACHE_SIZE = 4096
 
 
 # --- topics ------------------------------------------------------------------------------
@@ -152,18 +157,44 @@ def parse_frame(data: bytes) -> pb.PushDataWrapper:
     return pb.PushDataWrapper.FromString(data)
 
 
+def _push_ms(msg: Any) -> int:  # a pb.PushDataWrapper
+    """The push's send time when sent (even 0), else its create time (0 when absent too), ms."""
+    push_ms: int = msg.send_time  # read once, HasField only for a 0
+    if not push_ms and not msg.HasField("send_time"):
+        push_ms = msg.create_time
+    return push_ms
+
+
 def _levels(items: Any) -> tuple[Level, ...]:
     return tuple((Decimal(i.price), Decimal(i.quantity)) for i in items)
 
 
 class MexcCodec:
-    """Decodes binary pushes into events; counts what it had to skip in ``skipped``."""
+    """Decodes binary pushes into events; counts what it had to skip in ``skipped``.
 
-    __slots__ = ("frames", "skipped")
+    Prices repeat from push to push (a market trades and quotes at the same few ticks for a
+    while), so the codec keeps the ``Decimal`` of each recent price string (``_prices``, at most
+    :data:`PRICE_CACHE_SIZE`, emptied when full). ``Decimal(text)`` is exact and a ``Decimal`` is
+    immutable, so a cached one is the very value a fresh parse gives. Quantities vary far more
+    and are parsed every time.
+    """
+
+    __slots__ = ("_prices", "frames", "skipped")
 
     def __init__(self) -> None:
         self.frames = 0
         self.skipped: Counter[str] = Counter()
+        self._prices: dict[str, Decimal] = {}
+
+    def _price(self, text: str) -> Decimal:
+        """``Decimal(text)``, from the cache of recent prices when it is there (raises as ``Decimal`` does)."""
+        price = self._prices.get(text)
+        if price is None:
+            price = Decimal(text)
+            if len(self._prices) >= PRICE_CACHE_SIZE:
+                self._prices.clear()
+            self._prices[text] = price
+        return price
 
     def decode(self, data: bytes, ts_recv: int) -> list[Decoded]:
         """The events of one binary frame received at ``ts_recv`` (ns)."""
@@ -178,21 +209,25 @@ class MexcCodec:
 
     def decode_message(self, msg: pb.PushDataWrapper, ts_recv: int) -> list[Decoded]:
         body = msg.WhichOneof("body")
-        symbol = msg.symbol if msg.HasField("symbol") else symbol_of_channel(msg.channel)
+        # each read of a field of a upb message builds a new Python object: read the common case
+        # (a symbol, a send time) once and ask HasField only when the value is the default
+        symbol = msg.symbol
+        if not symbol and not msg.HasField("symbol"):
+            symbol = symbol_of_channel(msg.channel)
         if not symbol:
             self.skipped["no symbol"] += 1
             return []
-        if msg.HasField("send_time"):
-            push_ms = msg.send_time
-        elif msg.HasField("create_time"):
-            push_ms = msg.create_time
-        else:
-            push_ms = 0
+        if body == "public_aggre_deals" or body == "public_deals":  # deals carry their own times
+            # deals[:] is a list of the deals: iterating the container itself ends on an IndexError
+            # whose message upb formats, once per frame
+            return self._deals(symbol, getattr(msg, body).deals[:], ts_recv)
+        push_ms = _push_ms(msg)
         try:
-            if body == "public_aggre_deals" or body == "public_deals":
-                return self._deals(symbol, getattr(msg, body).deals, ts_recv)
-            if body == "public_aggre_book_ticker" or body == "public_book_ticker":
-                return self._quote(symbol, getattr(msg, body), push_ms, ts_recv)
+            if body == "public_aggre_book_ticker":
+                q = msg.public_aggre_book_ticker
+                return self._quote(symbol, q, q.version, push_ms, ts_recv)
+            if body == "public_book_ticker":
+                return self._quote(symbol, msg.public_book_ticker, "", push_ms, ts_recv)
             if body == "public_spot_kline":
                 return self._kline(symbol, msg.public_spot_kline, push_ms, ts_recv)
             if body == "public_limit_depths":
@@ -203,7 +238,7 @@ class MexcCodec:
             if body == "public_book_ticker_batch":
                 out: list[Decoded] = []
                 for item in msg.public_book_ticker_batch.items:
-                    out.extend(self._quote(symbol, item, push_ms, ts_recv))
+                    out.extend(self._quote(symbol, item, "", push_ms, ts_recv))
                 return out
         except (InvalidOperation, ValueError) as exc:
             self.skipped[f"invalid {body}"] += 1
@@ -212,45 +247,56 @@ class MexcCodec:
         self.skipped[f"body {body}"] += 1
         return []
 
-    def _deals(self, symbol: str, deals: Any, ts_recv: int) -> list[Decoded]:
+    def _deals(self, symbol: str, deals: list[Any], ts_recv: int) -> list[Decoded]:
+        # the hot path of the live feed: every field of a deal is read once (each read builds a
+        # new Python object), prices come from the cache, the id prefix is built once per frame
         out: list[Decoded] = []
+        append = out.append
+        prefix = f"trade:{symbol}:"
+        prices = self._prices
         seen: dict[str, int] | None = None
         for d in deals:
             tt = d.trade_type
             if tt == 1:
-                side = _BUY
+                side, side_text = _BUY, _BUY_TEXT
             elif tt == 2:
-                side = _SELL
+                side, side_text = _SELL, _SELL_TEXT
             else:
                 self.skipped["deal without side"] += 1
                 continue
-            price = d.price
-            qty = d.quantity
-            if d.trade_id:
-                key = d.trade_id
-            else:
-                key = f"{d.time}-{side.value}-{qty}-{price}"
+            price_text = d.price
+            qty_text = d.quantity
+            time_ms = d.time
+            key = d.trade_id
+            if not key:  # no trade id: one from the content, "#k" on its k-th repeat inside the frame
+                key = f"{time_ms}-{side_text}-{qty_text}-{price_text}"
                 if seen is None:
-                    seen = {}
-                k = seen.get(key, 0)
-                seen[key] = k + 1
-                if k:
+                    seen = {key: 1}
+                elif key in seen:
+                    k = seen[key]
+                    seen[key] = k + 1
                     key = f"{key}#{k}"
+                else:
+                    seen[key] = 1
             try:
-                out.append(TradeTick(id=f"trade:{symbol}:{key}", ts_event=d.time * NS_PER_MS, ts_recv=ts_recv,
-                                     symbol=symbol, price=Decimal(price), size=Decimal(qty), aggressor=side,
-                                     trade_id=key))
+                price = prices[price_text] if price_text in prices else self._price(price_text)
+                append(TradeTick(id=prefix + key, ts_event=time_ms * NS_PER_MS, ts_recv=ts_recv, symbol=symbol,
+                                 price=price, size=Decimal(qty_text), aggressor=side, trade_id=key))
             except (InvalidOperation, ValueError):
                 self.skipped["invalid deal"] += 1
         return out
 
-    def _quote(self, symbol: str, q: Any, push_ms: int, ts_recv: int) -> list[Decoded]:
-        version = getattr(q, "version", "")
+    def _quote(self, symbol: str, q: Any, version: str, push_ms: int, ts_recv: int) -> list[Decoded]:
         qid = f"quote:{symbol}:{push_ms}:{version}" if version else f"quote:{symbol}:{push_ms}"
+        prices = self._prices
         try:
+            bid_text = q.bid_price
+            bid = prices[bid_text] if bid_text in prices else self._price(bid_text)
+            bid_size = Decimal(q.bid_quantity)
+            ask_text = q.ask_price
+            ask = prices[ask_text] if ask_text in prices else self._price(ask_text)
             return [QuoteTick(id=qid, ts_event=push_ms * NS_PER_MS if push_ms else ts_recv, ts_recv=ts_recv,
-                              symbol=symbol, bid=Decimal(q.bid_price), bid_size=Decimal(q.bid_quantity),
-                              ask=Decimal(q.ask_price), ask_size=Decimal(q.ask_quantity))]
+                              symbol=symbol, bid=bid, bid_size=bid_size, ask=ask, ask_size=Decimal(q.ask_quantity))]
         except (InvalidOperation, ValueError):  # an empty side ("" or 0): no quote
             self.skipped["invalid quote"] += 1
             return []
@@ -344,13 +390,18 @@ def instrument_rules_of(rules: Mapping[str, SymbolRules]) -> dict[str, Instrumen
 # --- benchmark ---------------------------------------------------------------------------
 
 
-def sample_frames(n_deals: int = 3) -> dict[str, bytes]:
-    """Realistic deals and bookTicker pushes built with the generated classes (for the benchmark)."""
+def sample_frames(n_deals: int = 3, price_ticks: int = 0) -> dict[str, bytes]:
+    """Realistic deals and bookTicker pushes built with the generated classes (for the benchmark).
+
+    The deals frame: ``n_deals`` deals of BTCUSDT (alternately buy and sell, no trade id) at
+    93220.00 + ``price_ticks`` cents, one cent apart."""
     deals = pb.PushDataWrapper(channel=deals_topic("BTCUSDT"), symbol="BTCUSDT", send_time=1736409765052)
     body = deals.public_aggre_deals
     body.event_type = "spot@public.aggre.deals.v3.api.pb@100ms"
     for i in range(n_deals):
-        body.deals.add(price=f"93220.{i:02d}", quantity="0.04438243", trade_type=1 + i % 2, time=1736409765051 + i)
+        cents = 9_322_000 + price_ticks + i
+        body.deals.add(price=f"{cents // 100}.{cents % 100:02d}", quantity="0.04438243", trade_type=1 + i % 2,
+                       time=1736409765051 + i)
     book = pb.PushDataWrapper(channel=book_ticker_topic("BTCUSDT"), symbol="BTCUSDT", send_time=1736412092433)
     book.public_aggre_book_ticker.CopyFrom(pb.AggreBookTicker(bid_price="93387.28", bid_quantity="3.73485",
                                                               ask_price="93387.29", ask_quantity="7.669875"))
