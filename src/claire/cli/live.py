@@ -5,7 +5,6 @@ Registered on the app by :func:`register` (see :mod:`claire.cli.main`).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import signal
@@ -73,6 +72,8 @@ def mexc_fake(
         "skip_kline_bars": _ints(skip_kline), "blocked_topics": blocked_topic or [],
         "rest_429_every": rest_429_every, "retry_after": retry_after, "silent_at_bar": silent_at_bar,
         "paused_symbols": paused_symbol or []}
+
+    import asyncio  # start-up time: the event loop only for the commands that run one
 
     async def serve() -> None:
         task = asyncio.current_task()

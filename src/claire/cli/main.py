@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-import click
 import typer
 import typer.core
 from rich.console import Console
@@ -83,14 +82,29 @@ def error_text(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
+def _typer_exceptions() -> tuple[type[BaseException], ...]:
+    """What typer raises itself (usage errors, Exit, Abort): passed on to it as they are. Newer
+    typer has its own click (``TyperException`` is the base of its usage errors); an older one
+    raises click's."""
+    base = getattr(typer, "TyperException", None)
+    if base is None:  # pragma: no cover - typer on click
+        import click  # start-up time: only with a typer that imports it anyway
+
+        base = click.exceptions.ClickException
+    return (base, typer.Exit, typer.Abort)
+
+
+_PASSED_ON = _typer_exceptions()
+
+
 class ClaireGroup(typer.core.TyperGroup):
     """Every command runs under this group: a user error ends in one line and exit code 2
     (set CLAIRE_DEBUG=1 to see the traceback instead)."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        except _PASSED_ON:
             raise
         except _user_errors() as exc:
             if os.environ.get("CLAIRE_DEBUG"):

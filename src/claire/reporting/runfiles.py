@@ -13,6 +13,8 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import chain, compress, islice, repeat
+from operator import add, contains, eq, is_not, sub
 from pathlib import Path
 from typing import Any
 
@@ -50,18 +52,54 @@ def _s(x: Any) -> str:
     return str(x)
 
 
+class _Fields(list[str]):
+    """A column's texts as they go into the file (quoted where a field needs it): ``_lines``
+    does not look at them again."""
+
+
 def _values(col: Iterable[Any]) -> list[str]:
-    """``_s`` over a column. ``str`` of every value in one pass (in C), then the few texts that
-    ``_s`` writes otherwise are redone with it: a Decimal that ``str`` gives with an exponent,
-    and None (``str`` gives ``"None"``, which no Decimal, number or bool gives)."""
+    """``_s`` over a column: ``str`` of the values in C (``map``), then the few texts that ``_s``
+    writes otherwise are redone with it (a Decimal that ``str`` gives with an exponent, and None:
+    ``str`` gives ``"None"``, which no Decimal, number or bool gives). A column that holds the
+    same object row after row (a snapshot carries the cash, fees and high-water mark of the last
+    fill until the next one) is converted once per run of one object. Quoted where needed (no
+    Decimal, number or bool needs it)."""
     col = col if isinstance(col, list | tuple) else list(col)
-    out = list(map(str, col))
+    n = len(col)
+    probe = min(n, _PROBE)
+    if probe < 2 or 4 * sum(map(is_not, islice(col, 1, probe), col)) > probe:  # (mostly) new objects
+        return _clean(col, list(map(str, col)))
+    starts = [0, *compress(range(1, n), map(is_not, islice(col, 1, None), col))]  # where a run begins
+    firsts = list(map(col.__getitem__, starts))
+    texts = _clean(firsts, list(map(str, firsts)))
+    lengths = map(sub, [*islice(starts, 1, None), n], starts)
+    return _Fields(chain.from_iterable(map(repeat, texts, lengths)))
+
+
+_PROBE = 256  # rows a column is sampled on for runs of one object
+
+
+def _clean(col: Sequence[Any], out: list[str]) -> list[str]:
+    """``out`` (``str`` of each value of ``col``) made ``_s`` of each value, quoted where needed.
+    Only the texts with an exponent (a Decimal's: redone without it; the same text, the same
+    Decimal, so each is formatted once) and ``"None"`` (None: empty) can differ from ``_s``;
+    neither holds a character that needs quotes, so the quoting looks at ``out`` as it was."""
     blob = "".join(out)
-    if "E" in blob or "None" in blob:
-        for i, text in enumerate(out):
-            if "E" in text or text == "None":
-                out[i] = _s(col[i])
-    return out
+    if "E" in blob:
+        plain: dict[str, str] = {}
+        for i in compress(range(len(out)), map(contains, out, repeat("E"))):
+            x = col[i]
+            if type(x) is Decimal:
+                text = plain.get(out[i])
+                if text is None:
+                    text = plain[out[i]] = format(x, "f")
+                out[i] = text
+            else:
+                out[i] = _s(x)
+    if "None" in blob:
+        for i in compress(range(len(out)), map(eq, out, repeat("None"))):
+            out[i] = _s(col[i])
+    return _quoted(out, blob)
 
 
 def _text(col: Iterable[Any]) -> list[str]:
@@ -69,8 +107,48 @@ def _text(col: Iterable[Any]) -> list[str]:
     return [x if type(x) is str else _s(x) for x in col]
 
 
+_MAX_NS = 253_402_300_800 * NS_PER_SEC  # 10000-01-01: beyond, strftime's year has five digits
+
+
 def _times(col: Iterable[int | None]) -> list[str]:
-    """ISO 8601 UTC like ``iso_from_ns`` (milliseconds etc. only when present); None empty."""
+    """ISO 8601 UTC like ``iso_from_ns`` (milliseconds etc. only when present); None empty.
+
+    Times since 1970 (the times of a run) in one go: numpy splits them into day and second of
+    the day; each distinct day (``"2026-03-23T"``) and second (``"12:10:00Z"``) is written
+    once, and each row is its two texts put together; sub-second times (none in a run of bars)
+    are written one by one. Any other column (None, negative, beyond the year 9999) goes
+    through ``_times_each``."""
+    col = col if isinstance(col, list | tuple) else list(col)
+    n = len(col)
+    if n < 2 or None in col:
+        return _times_each(col)
+    import numpy as np  # (imported by pyarrow already in the commands that write run files)
+
+    try:
+        ns = np.fromiter(col, dtype=np.int64, count=n)
+    except (OverflowError, TypeError, ValueError):
+        return _times_each(col)
+    if ns.min() < 0 or ns.max() >= _MAX_NS:
+        return _times_each(col)
+    secs, rem = np.divmod(ns, NS_PER_SEC)
+    day, sod = np.divmod(secs, 86_400)
+    first_day, last_day = int(day.min()), int(day.max())
+    if last_day - first_day > n:  # days far apart (not the times of a run)
+        return _times_each(col)
+    day_text = [datetime.fromtimestamp(d * 86_400, tz=UTC).strftime("%Y-%m-%dT")
+                for d in range(first_day, last_day + 1)]
+    seconds, which = np.unique(sod, return_inverse=True)
+    hm, ss = _HM, _SS
+    sod_text = [f"{hm[s // 60]}{ss[s % 60]}Z" for s in seconds.tolist()]
+    rest = list(map(sod_text.__getitem__, which.tolist()))
+    for i in np.flatnonzero(rem).tolist():
+        s, r = int(sod[i]), int(rem[i])
+        rest[i] = f"{hm[s // 60]}{ss[s % 60]}.{f'{r:09d}'.rstrip('0')}Z"
+    return _Fields(map(add, map(day_text.__getitem__, (day - first_day).tolist()), rest))
+
+
+def _times_each(col: Iterable[int | None]) -> list[str]:
+    """``_times`` one value at a time (any int, and None)."""
     out: list[str] = []
     append = out.append
     days: dict[int, str] = {}
@@ -94,16 +172,20 @@ def _times(col: Iterable[int | None]) -> list[str]:
                 else:
                     text = d + hm[m] + ss[s] + "Z"
         append(text)
-    return out
+    return _Fields(out)
 
 
-def _quoted(col: list[str]) -> list[str]:
-    """Quote the fields that need it, as csv.QUOTE_MINIMAL does (delimiter, quote, CR or LF)."""
-    blob = "".join(col)
-    if "," not in blob and '"' not in blob and "\n" not in blob and "\r" not in blob:
+def _quoted(col: list[str], blob: str | None = None) -> list[str]:
+    """Quote the fields that need it, as csv.QUOTE_MINIMAL does (delimiter, quote, CR or LF).
+    ``blob``: the fields joined, when the caller has it."""
+    if type(col) is _Fields:
         return col
-    return [f'"{v.replace(chr(34), chr(34) * 2)}"' if ("," in v or '"' in v or "\n" in v or "\r" in v) else v
-            for v in col]
+    if blob is None:
+        blob = "".join(col)
+    if "," not in blob and '"' not in blob and "\n" not in blob and "\r" not in blob:
+        return _Fields(col)
+    return _Fields([f'"{v.replace(chr(34), chr(34) * 2)}"' if ("," in v or '"' in v or "\n" in v or "\r" in v)
+                    else v for v in col])
 
 
 def _lines(cols: list[list[str]]) -> str:

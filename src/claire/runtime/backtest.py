@@ -118,14 +118,22 @@ def run_backtest(cfg: RunConfig, events: Iterable[Bar | TradeTick | QuoteTick | 
                      prices_after=take() if take is not None else None)
 
 
+def _plain_files(paths: Iterable[Path | str]) -> bool:
+    """Whether every ``--data`` path is a regular file whose name does not end in ``.gz``:
+    none is then a MEXC capture (a directory, or a ``mexc-YYYYMMDD.jsonl.gz`` file) and
+    ``sources.resolve_data`` would return the configuration as it is."""
+    return all(Path(p).is_file() and not str(p).endswith(".gz") for p in paths)
+
+
 def run_backtest_cli(cfg: RunConfig, progress: bool = True, console: Any = None) -> dict[str, Any]:
     """`claire backtest`: load with a progress bar, replay, write run files (and the database).
     A MEXC capture as ``--data`` is replayed through the adapter (:mod:`claire.runtime.sources`)."""
-    from claire.runtime.sources import (
-        resolve_data,  # start-up time: the core and its readers only for the command that runs them
-    )
+    if not _plain_files(cfg.data.paths):
+        from claire.runtime.sources import (
+            resolve_data,  # start-up time: the MEXC adapter (protobuf, asyncio) only for a capture
+        )
 
-    cfg = resolve_data(cfg)
+        cfg = resolve_data(cfg)
     data: Any
     if cfg.data.source == "mexc":
         from claire.runtime.sources import (  # start-up time: the core and its readers only for the command that runs them
