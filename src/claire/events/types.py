@@ -195,8 +195,9 @@ class TradeTick(Event, frozen=True, kw_only=True, tag="trade", gc=False):
     trade_id: str
 
     def __post_init__(self) -> None:
-        _positive("price", self.price)
-        _positive("size", self.size)
+        if not (self.price > ZERO and self.size > ZERO):  # one test of both: the hot path of live trades
+            _positive("price", self.price)  # which one, and why
+            _positive("size", self.size)
 
 
 class QuoteTick(Event, frozen=True, kw_only=True, tag="quote", gc=False):
@@ -209,10 +210,11 @@ class QuoteTick(Event, frozen=True, kw_only=True, tag="quote", gc=False):
     ask_size: Decimal
 
     def __post_init__(self) -> None:
-        _positive("bid", self.bid)
-        _positive("ask", self.ask)
-        _not_negative("bid_size", self.bid_size)
-        _not_negative("ask_size", self.ask_size)
+        if not (self.bid > ZERO and self.ask > ZERO and self.bid_size >= ZERO and self.ask_size >= ZERO):
+            _positive("bid", self.bid)  # which one, and why
+            _positive("ask", self.ask)
+            _not_negative("bid_size", self.bid_size)
+            _not_negative("ask_size", self.ask_size)
 
     @property
     def price(self) -> Decimal:
