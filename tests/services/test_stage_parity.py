@@ -13,7 +13,7 @@ import pytest
 from claire.config import RunConfig, RuntimeSettings, StrategySettings
 from claire.engine.kernel import build_core
 from claire.events import Control, IdFactory, OrderResult, PortfolioSnapshot, RiskEvent, decode, encode
-from claire.events.topics import PIPE_ORDERS, PIPE_RESULTS, PIPE_SIGNALS, RISK_EVENTS, SNAPSHOTS
+from claire.events.topics import PIPE_ORDERS, PIPE_RESULTS, PIPE_SIGNALS, RISK_EVENTS, SIGNALS, SNAPSHOTS
 from claire.execution import ExecutionConfig
 from claire.marketdata import read_bars_feather
 from claire.portfolio import Portfolio
@@ -48,8 +48,10 @@ def _market_queues(bars, partitions: int) -> list[deque]:
     return market
 
 
-def run_stages(cfg: RunConfig, bars, seed: int, partitions: int = 1, checkpoint_every: int = 0):  # noqa: C901 - the test's random scheduler over every stage, one loop on purpose
-    """Run the four stages over in-memory queues with a random scheduler."""
+def run_stages(cfg: RunConfig, bars, seed: int, partitions: int = 1, checkpoint_every: int = 0,  # noqa: C901 - the test's random scheduler over every stage, one loop on purpose
+               signals_out: list | None = None):
+    """Run the four stages over in-memory queues with a random scheduler (the signals topic's
+    events into ``signals_out``)."""
     ids = IdFactory(cfg.run_key())
     proto = build_core(cfg, lambda e: None, ids)  # the same components, configured the same way
     sig_stages = [SignalStage(build_core(cfg, lambda e: None, ids).signals) for _ in range(partitions)]
@@ -80,6 +82,8 @@ def run_stages(cfg: RunConfig, bars, seed: int, partitions: int = 1, checkpoint_
                 snaps.append(decode(raw))
             elif stream == RISK_EVENTS:
                 risk_events.append(decode(raw))
+            elif stream == SIGNALS and signals_out is not None:
+                signals_out.append(decode(raw))
 
     while any(market) or any(sig_q) or orders_q or results_q_risk or results_q_pf:
         choices = [k for k, q in [("m", any(market)), ("s", any(sig_q)), ("o", orders_q), ("r", results_q_risk),
@@ -249,9 +253,20 @@ def test_books_reach_the_paper_exchange_of_the_stages(data_dir, topology):
     without = run_backtest(cfg, events=[e for e in events if type(e).__name__ != "BookDepth"])
     assert len(ref.fills) > 10
     assert [_key(f) for f in ref.fills] != [_key(f) for f in without.fills]
+    # the market context at each signal: book depth from the book's levels (both sides)
+    book_list = [e for e in events if type(e).__name__ == "BookDepth"]
+    assert ref.recorder.signals
+    for sig in ref.recorder.signals:
+        book = [b for b in book_list if b.symbol == sig.symbol and b.ts_event <= sig.ts_event][-1]
+        want = sum(p * q for p, q in (*book.bids, *book.asks))
+        market = sig.metadata["market"]
+        assert market["depth_source"] == "book (3 bid, 3 ask levels)", market
+        assert Decimal(market["order_book_depth"]) == want.quantize(Decimal("0.00000001"))
     if topology == "seeds":
-        fills, snaps, _, pf = run_stages(cfg, events, seed=5)
+        signals: list = []
+        fills, snaps, _, pf = run_stages(cfg, events, seed=5, signals_out=signals)
         equity = pf.equity()
+        assert [(s.id, s.metadata) for s in signals] == [(s.id, s.metadata) for s in ref.recorder.signals]
     else:
         fills, snaps, _, replica_snaps, acc = run_account(cfg, events, seed=5)
         equity = acc.core.portfolio.equity()

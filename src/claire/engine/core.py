@@ -9,8 +9,9 @@ For every market event, in this order (the same in every runtime):
 4. the strategy sees the event; each signal goes through the risk manager; each approved order
    goes to paper execution (which may fill it at once, e.g. at the bar's close).
 
-A :class:`~claire.events.BookDepth` (the top levels of a live book) goes to paper execution only
-(step 1: working orders may fill against its levels); the others never see it.
+A :class:`~claire.events.BookDepth` (the top levels of a live book) goes to paper execution
+(step 1: working orders may fill against its levels), then to the strategy host's market context
+(book depth at the next signals); strategies, risk and portfolio never see it.
 
 Everything produced is handed to ``emit`` in causal order. The core does no I/O and reads no
 wall clock: ``clock.now`` is the event time of the event being processed.
@@ -131,10 +132,11 @@ class TradingCore:
 
     def _on_tick(self, ev: Bar | TradeTick | QuoteTick | BookDepth) -> None:
         self.clock.now = ev.ts_event
-        if isinstance(ev, BookDepth):  # for the paper exchange only
+        if isinstance(ev, BookDepth):  # for the paper exchange, and the market context at signals
             results = self.execution.on_book(ev)
             if results:
                 self.route(results)
+            self.signals.on_book(ev)  # no signals: book depth for the analytics (strategies do not see it)
             return
         fills = self.execution.on_market(ev)
         if fills:

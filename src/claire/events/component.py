@@ -82,6 +82,10 @@ class SignalRole(Component[Sequence[Signal]], Protocol):
         """A result (fill, cancel, reject) of one of its orders."""
         ...
 
+    def on_book(self, book: BookDepth, /) -> Sequence[Signal]:
+        """The top levels of a book: market context only (no strategy sees it, no signals)."""
+        ...
+
 
 class RiskRole(Component[Sequence[Event]], Protocol):
     """The risk gate: signals in, orders and risk events out; follows the account through the

@@ -144,11 +144,8 @@ class SignalEngine:
 
     def on_book(self, book: BookDepth) -> Sequence[Signal]:
         """The top levels of a book: for the market context only (book depth at the signals;
-        strategies do not see books)."""
+        strategies do not see books, nor does the price after a fill: bars, quotes, trades)."""
         self.market.on_book(book)
-        mid = book.price
-        if mid is not None and book.symbol in self.after.waiting:
-            self.after.on_price(book.symbol, book.ts_event, mid)
         return _EMPTY
 
     def take_prices_after(self) -> list[tuple[str, str, int]]:

@@ -104,7 +104,9 @@ class SignalStage:
                     return []  # already processed (redelivery)
                 self._check_ahead(ev.seq)
             self.last_seq = ev.seq
-            if t is BookDepth:  # for the paper exchange only (as in the core): forwarded, not seen
+            if t is BookDepth:  # for the paper exchange, and the market context (as in the core)
+                self.engine.on_book(ev)  # type: ignore[arg-type]
+                self._dirty.add(ev.symbol)  # type: ignore[attr-defined]
                 return [(self.out, raw)]
             self._dirty.add(ev.symbol)  # type: ignore[attr-defined]
             out: list[Out] = [(self.out, raw)]
@@ -472,7 +474,7 @@ class _NoSignals:
     def on_bar(self, ev: Any) -> tuple[Signal, ...]:
         return ()
 
-    on_market = on_trade = on_quote = on_bar
+    on_market = on_trade = on_quote = on_book = on_bar
 
     def on_order_result(self, ev: Any) -> None:
         pass  # no strategy here to show its position to
