@@ -16,16 +16,13 @@ import pytest
 from typer.testing import CliRunner
 
 from claire.cli.main import app
+from tests.support.ports import free_port
 
 runner = CliRunner()
 CLAIRE = str(Path(sys.executable).with_name("claire"))
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def one_line_error(stderr: str, *needles: str) -> str:

@@ -12,7 +12,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import pyarrow.feather as feather
 import sqlalchemy as sa
 
 from claire.events import FILL_STATUS_VALUES
+from tests.support.ports import bindable, free_port_base
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data"
@@ -61,42 +61,12 @@ def data_args(paths: Iterable[Path]) -> list[str]:
     return args
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def free_ports() -> dict[str, int]:
-    """One free port per service (signal replicas use port + 10 * replica: checked free too)."""
-    socks = []
-    ports: dict[str, int] = {}
-    try:
-        names = [*SERVICE_NAMES, "account"]  # account: with --topology account
-        while len(ports) < len(names):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            port = s.getsockname()[1]
-            name = names[len(ports)]
-            if name == "signal" and not _port_free(port + 10):
-                continue
-            ports[name] = port
-    finally:
-        for s in socks:
-            s.close()
-    return ports
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # as the services' HTTP servers bind: a closed connection in TIME_WAIT does not block them
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+    """One free port per service, below the ephemeral range (tests.support.ports; signal replicas
+    use port + 10 * replica: checked free too)."""
+    names = [*SERVICE_NAMES, "account"]  # account: with --topology account
+    base = free_port_base([*range(len(names)), names.index("signal") + 10])
+    return {name: base + k for k, name in enumerate(names)}
 
 
 @contextlib.contextmanager
@@ -114,7 +84,7 @@ def default_ports():
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             deadline = time.monotonic() + 30
-            while not all(_port_free(p) for p in ports):
+            while not all(bindable(p) for p in ports):
                 if time.monotonic() > deadline:
                     raise AssertionError(f"the default service ports {ports} are taken by another process")
                 time.sleep(0.2)

@@ -28,7 +28,6 @@ from claire.runtime.metrics import ServiceMetrics
 from claire.runtime.supervision import Component, StartFailure, Supervisor, read_state
 from tests.distributed._dist import (
     db_result,
-    free_port,
     http_get,
     make_cfg,
     make_spec,
@@ -39,6 +38,7 @@ from tests.distributed._dist import (
     wait_until,
     write_bars,
 )
+from tests.support.ports import free_port, free_port_base
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.xdist_group("distributed")]
 
@@ -51,21 +51,8 @@ def _listening() -> socket.socket:
 
 
 def _free_base(n: int = 20) -> int:
-    """A port base with ``n`` free ports after it."""
-    for _ in range(50):
-        base = free_port()
-        if base + n < 65000 and all(_free(p) for p in range(base, base + n)):
-            return base
-    raise AssertionError("no free port range")
-
-
-def _free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+    """A port base with ``n`` free ports after it (below the ephemeral range)."""
+    return free_port_base(range(n))
 
 
 # --- start-up: refused before anything starts ---------------------------------------------------

@@ -18,12 +18,12 @@ from tests.distributed._dist import (
     data_args,
     default_ports,
     fill_rows,
-    free_port,
     read_csv,
     run_claire,
     summary,
     write_bars,
 )
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres, pytest.mark.xdist_group("distributed")]
 

@@ -4,7 +4,6 @@ deploy files, free ports, the distributed services' registries."""
 from __future__ import annotations
 
 import re
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +25,6 @@ _SUFFIXES = {"histogram": ("_bucket", "_count", "_sum", "_created"), "summary": 
              "counter": ("", "_created"), "gauge": ("",), "untyped": ("",), "info": ("",)}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def exposed_names(text: str) -> set[str]:

@@ -42,9 +42,9 @@ from tests.observability._obs import (
     RULES,
     dashboard_queries,
     exposed_names,
-    free_port,
     promql_metric_names,
 )
+from tests.support.ports import free_port
 
 #: one paper run for the whole module: its tests stay on one xdist worker (`make test`: --dist loadgroup)
 pytestmark = pytest.mark.xdist_group(name="observability_live_prometheus")

@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.papertest.conftest import alive, claire, cleanup_run, kill9, state, wait_until
+from tests.support.ports import free_port_base
 
 pytestmark = [pytest.mark.slow]
 
@@ -143,25 +144,9 @@ def test_papertest_one_process(tmp_path: Path, fake_exchange: Any, receiver: Any
 
 
 def _free_base() -> int:
-    """A port base with the seven service ports (and signal's replica port) free."""
-    import random
-    import socket
-
-    for _ in range(200):
-        base = random.randrange(20_000, 60_000)
-        try:
-            socks = []
-            for p in (*range(base, base + 7), base + 11):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise AssertionError("no free port range")
+    """A port base with the seven service ports (and signal's replica port) free, below the
+    ephemeral range (an outgoing connection cannot take one of them before a service binds it)."""
+    return free_port_base([*range(7), 11])
 
 
 @pytest.mark.redis

@@ -199,7 +199,7 @@ def test_daily_maintenance_prunes_backs_up_and_keeps_14_days(db_url, db, tmp_pat
 
 def test_daily_maintenance_reports_an_unreachable_database(tmp_path):
     from claire.storage.retention import daily_maintenance
-    from tests.support.pg_server import free_port
+    from tests.support.ports import free_port
 
     url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nope"
     out = daily_maintenance(url, tmp_path, datetime(2025, 6, 1, tzinfo=UTC))

@@ -23,7 +23,8 @@ from claire.storage.database import Database
 from claire.storage.queries import load_checkpoint
 from claire.storage.spool import Spool, SpoolingWriter, SpoolRecord
 from claire.storage.writer import EventWriter
-from tests.support.pg_server import PgServer, free_port
+from tests.support.pg_server import PgServer
+from tests.support.ports import free_port
 
 from . import factory as F
 

@@ -13,11 +13,12 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from tests.support.ports import free_port
 
 
 def _bin_dir() -> Path:
@@ -33,10 +34,6 @@ def _bin_dir() -> Path:
     raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) not found")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PgServer:
