@@ -55,7 +55,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -124,9 +123,9 @@ def percentiles(values: list[float]) -> dict[str, Any]:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    from claire.runtime.supervision import free_port
+
+    return free_port()
 
 
 def _proc_status(pid: int) -> dict[str, float]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -48,9 +47,9 @@ def _plan_or_fail(run_dir: Path) -> Any:
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    from claire.runtime.supervision import free_port  # start-up time: the runtime only when it runs
+
+    return free_port()
 
 
 def _port_free(port: int) -> bool:

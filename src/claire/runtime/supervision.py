@@ -179,6 +179,33 @@ def port_problem(port: int, host: str = "127.0.0.1") -> str | None:
     return None
 
 
+def _ephemeral_low() -> int:
+    """The low end of the kernel's range for the local ports of outgoing connections."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A free port to hand to a component that binds it later: below the kernel's ephemeral range
+    when one is free there, so that no outgoing connection (to the database, Redis, a health probe)
+    can take it in between, as one taken with ``bind(0)`` can."""
+    import random
+
+    low = _ephemeral_low()
+    if low > 20_000:
+        rng = random.SystemRandom()
+        for _ in range(200):
+            port = rng.randrange(20_000, low)
+            if port_problem(port, host) is None:
+                return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 def pid_alive(pid: int) -> bool:
     """A process with ``pid`` runs (a zombie counts as dead)."""
     try:
