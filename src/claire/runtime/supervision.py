@@ -119,21 +119,21 @@ def failure_reason(log_path: Path | None, port: int | None = None, since: int = 
 def local_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, bytes]:
     """GET ``http://127.0.0.1:{port}{path}``: (status, body); (0, b"") when nothing answers.
 
-    The client socket is bound before it connects, and a probe whose own port came out as the
-    target port is dropped: on a port in the ephemeral range nobody listens on yet, a plain
-    connect can meet itself (TCP self-connect) and read its own request back as the answer
-    (``BadStatusLine: GET /health HTTP/1.1``), and it would hold the port the service is about to
-    bind. Anything but an HTTP answer (refused, reset, garbage) is "no answer", never an error."""
+    A probe of a port in the kernel's ephemeral range that nobody listens on yet can connect to
+    itself (TCP self-connect: the kernel picked the target port as the probe's own) and read its
+    own request back as the answer (``BadStatusLine: GET /health HTTP/1.1`` stopped a papertest's
+    start once). Such a connection is dropped at once, and anything but an HTTP answer (refused,
+    reset, garbage) is "no answer", never an error. (The ports the project hands out are below
+    the ephemeral range, :func:`free_port`, where a self-connect cannot happen at all.)"""
     import http.client
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.settimeout(timeout)
-        sock.bind(("127.0.0.1", 0))
-        if sock.getsockname()[1] == port:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    except OSError:
+        return 0, b""
+    try:
+        if sock.getsockname() == sock.getpeername():  # connected to itself: nobody listens there
             return 0, b""
-        sock.connect(("127.0.0.1", port))
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
         conn.sock = sock
         try:
