@@ -388,9 +388,9 @@ def test_backlog_counts_undelivered_and_pending(kind, redis_url, redis_prefix):
 def test_free_port_is_below_the_ephemeral_range_and_bindable():
     """A port handed to a component that binds it later is not one an outgoing connection could
     take in between (the kernel gives those from the ephemeral range)."""
-    from claire.runtime.supervision import _ephemeral_low, free_port
+    from claire.runtime.supervision import ephemeral_port_low, free_port
 
-    low = _ephemeral_low()
+    low = ephemeral_port_low()
     ports = {free_port() for _ in range(20)}
     assert all(20_000 <= p < low for p in ports), (low, ports)
     assert len(ports) > 1  # random, not one fixed port parallel runs would share

@@ -14,20 +14,14 @@ import random
 import socket
 from collections.abc import Iterable
 
+from claire.runtime.supervision import ephemeral_port_low
+
 #: where the tests' ports come from: above the well-known and common service ports, below the
 #: ephemeral range (its low end read from the kernel)
 LOW = 20_000
 
 
-def _ephemeral_low() -> int:
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
-            return int(fh.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32_768
-
-
-HIGH = max(LOW + 1_000, _ephemeral_low())
+HIGH = max(LOW + 1_000, ephemeral_port_low())
 
 
 def bindable(port: int) -> bool:

@@ -179,7 +179,7 @@ def port_problem(port: int, host: str = "127.0.0.1") -> str | None:
     return None
 
 
-def _ephemeral_low() -> int:
+def ephemeral_port_low() -> int:
     """The low end of the kernel's range for the local ports of outgoing connections."""
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
@@ -194,7 +194,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     can take it in between, as one taken with ``bind(0)`` can."""
     import random
 
-    low = _ephemeral_low()
+    low = ephemeral_port_low()
     if low > 20_000:
         rng = random.SystemRandom()
         for _ in range(200):
