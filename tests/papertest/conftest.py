@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from claire.runtime.supervision import pid_alive
 from tests.support.notify_receiver import NotifyReceiver, serve_receiver
 
 CLAIRE = str(Path(sys.executable).with_name("claire"))
@@ -102,16 +103,7 @@ def wait_until(pred: Callable[[], Any], timeout: float, what: str, interval: flo
         time.sleep(interval)
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(") ", 1)[1][0] not in "ZX"
-    except OSError:
-        return False
+alive = pid_alive  # a zombie counts as dead, as the supervisor sees it
 
 
 def kill9(pid: int) -> None:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-
-def _fail(msg: str, code: int = 2) -> None:
-    typer.echo(f"error: {' '.join(str(msg).split())}", err=True)
-    raise typer.Exit(code)
+from claire.cli.errors import checked_database
+from claire.cli.errors import fail as _fail
 
 
 def _when(value: Any) -> str:
@@ -31,23 +28,11 @@ def alerts(
     from rich.table import Table
 
     from claire.storage.alerts import acknowledge, get_alert, list_alerts
-    from claire.storage.database import Database, default_url
-    from claire.storage.errors import StorageError
+    from claire.storage.database import default_url
 
     if limit < 1:
         _fail("--limit must be >= 1")
-    opt = "--db" if db else "CLAIRE_DATABASE_URL"
-    try:
-        database = Database(db or default_url())
-    except StorageError as exc:
-        _fail(f"{opt}: {exc}")
-    name = database.url.database
-    if database.is_sqlite and name and name != ":memory:" and not Path(name).is_file():
-        _fail(f"{opt}: {name}: no such database file")
-    try:
-        database.check()
-    except StorageError as exc:
-        _fail(f"{opt}: {exc}")
+    database = checked_database(db or default_url(), "--db" if db else "CLAIRE_DATABASE_URL", existing=True)
     try:
         if not database.is_at_head():
             _fail(f"database {database.safe_url} has no current schema: run `claire db upgrade` (or a run) first")

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from claire.cli.errors import fail as _fail
+
 app = typer.Typer(
     help="Database: migrations, retention, backup, restore (URL from CLAIRE_DATABASE_URL).",
     no_args_is_help=True,
@@ -21,9 +23,6 @@ UrlOpt = Annotated[
 ]
 
 
-def _fail(msg: str, code: int = 2) -> None:
-    typer.echo(f"error: {' '.join(str(msg).split())}", err=True)
-    raise typer.Exit(code)
 
 
 def _open(url: str | None):

@@ -14,11 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-
-def _fail(msg: str, code: int = 2) -> None:
-    """One line on stderr and exit ``code`` (as the main module's commands do)."""
-    typer.echo(f"error: {' '.join(str(msg).split())}", err=True)
-    raise typer.Exit(code)
+from claire.cli.errors import fail as _fail
 
 
 def _ints(text: str | None) -> list[int]:

@@ -20,6 +20,8 @@ from rich.table import Table
 
 from claire.cli.alerts import register as _register_alerts
 from claire.cli.alerts import with_alert_env
+from claire.cli.errors import checked_database
+from claire.cli.errors import fail as _fail
 from claire.cli.live import register as _register_live
 from claire.cli.papertest import register as _register_papertest
 from claire.cli.report import register as _register_report
@@ -136,10 +138,6 @@ def _register_optional() -> None:
     app.add_typer(db_app, name="db", help="Database: migrations, backup, restore.")
 
 
-def _fail(msg: str, code: int = 2) -> None:
-    """One line on stderr (``error: ...``, never wrapped) and exit ``code``."""
-    typer.echo(f"error: {' '.join(str(msg).split())}", err=True)
-    raise typer.Exit(code)
 
 
 def check_out_dir(path: Path | None, opt: str = "--out") -> None:
@@ -159,21 +157,7 @@ def check_out_dir(path: Path | None, opt: str = "--out") -> None:
 
 def check_database(url: str, opt: str = "--db") -> None:
     """Refuse a malformed, unsupported or unreachable database URL before the run starts."""
-    from claire.storage.database import (  # start-up time: SQLAlchemy only for commands with a database
-        Database,
-        StorageError,
-    )
-
-    try:
-        db = Database(url)
-    except StorageError as exc:
-        _fail(f"{opt}: {exc}")
-    try:
-        db.check()
-    except StorageError as exc:
-        _fail(f"{opt}: {exc}")
-    finally:
-        db.dispose()
+    checked_database(url, opt).dispose()
 
 
 def check_port(port: int, opt: str = "--port", host: str = "127.0.0.1") -> None:

@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 import typer
 from rich.console import Console
 
+from claire.cli.errors import fail as _fail
+
 app = typer.Typer(help="The unattended paper test: pre-flight, a detached supervised run, status, report.",
                   no_args_is_help=True)
 out = Console()
@@ -32,9 +34,6 @@ ENV_VARS = ("CLAIRE_DATABASE_URL", "CLAIRE_REDIS_URL", "CLAIRE_NOTIFY_URLS", "ME
             "MEXC_STALE_SEC", "CLAIRE_ALERT_DRAWDOWN_PCT", "CLAIRE_WEB_TOKEN", "PGPASSWORD", "REDIS_PASSWORD")
 
 
-def _fail(msg: str, code: int = 2) -> None:
-    typer.echo(f"error: {' '.join(str(msg).split())}", err=True)
-    raise typer.Exit(code)
 
 
 def _plan_or_fail(run_dir: Path) -> Any:

@@ -12,14 +12,12 @@ from typing import Annotated, Any
 
 import typer
 
+from claire.cli.errors import fail as _fail
+
 ACCESS_HELP = ("Token required on every request (Authorization: Bearer T or ?token=T); needed when --host is "
                "not a loopback address. Better from the environment: CLAIRE_WEB_TOKEN.")
 
 
-def _fail(msg: str, code: int = 2) -> None:
-    """One line on stderr and exit ``code`` (as the main module's commands do)."""
-    typer.echo(f"error: {' '.join(str(msg).split())}", err=True)
-    raise typer.Exit(code)
 
 
 def check_web_port(port: int, opt: str = "--web-port") -> None:

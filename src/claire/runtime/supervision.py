@@ -207,7 +207,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def pid_alive(pid: int) -> bool:
-    """A process with ``pid`` runs (a zombie counts as dead)."""
+    """A process with ``pid`` runs (a zombie counts as dead; 0 or less is no process, not a group)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
